@@ -1,0 +1,1 @@
+"""ROS 2 bridge: policy node, safety, transports, simulated arm (see the ROS 2 issue)."""

@@ -1,0 +1,1 @@
+"""Simulated manipulation tasks behind one environment contract (see the tasks issue)."""
