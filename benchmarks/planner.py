@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Planner latency: one line per model preset, planner preset, device and precision.
+
+    python benchmarks/planner.py                        # tiny, 1m, 5m x mppi, deploy on CPU (+CUDA if present)
+    python benchmarks/planner.py --presets 5m --planners mppi --bf16 --decisions 500
+
+Each decision is what the robot node does per control tick for one environment: encode
+a fresh observation, then plan with the warm start kept from the previous decision.
+Latencies are measured over --decisions decisions after --warmup decisions.
+
+The value function is TD-MPC2's estimate (discounted latent reward + terminal Q) with a
+cheap quadratic latent reward standing in for the objective's reward, so these figures
+cover the world model and MPPI; an objective's reward network adds its own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from sim2real.config import ModelConfig, PlannerConfig, load_preset
+from sim2real.planner import Planner, td_value
+from sim2real.world_model import WorldModel
+
+OBS_DIM, ACTION_DIM = 42, 4
+
+
+def measure(model_name: str, planner_name: str, device: torch.device, bf16: bool,
+            decisions: int, warmup: int) -> tuple[PlannerConfig, float, float]:
+    model_cfg = load_preset("model", model_name, ModelConfig)
+    planner_cfg = load_preset("planner", planner_name, PlannerConfig)
+    planner_cfg.bf16 = bf16
+    torch.manual_seed(0)
+    model = WorldModel(model_cfg, {"state": (OBS_DIM,)}, ACTION_DIM).to(device).eval()
+    goal = model.encode({"state": torch.randn(1, OBS_DIM, device=device)}).detach()
+    value = td_value(lambda z, a: -(z - goal).pow(2).sum(-1, keepdim=True), discount=0.95)
+    planner = Planner(model, value, planner_cfg)
+    observations = torch.randn(warmup + decisions, 1, OBS_DIM, device=device)
+    times = []
+    for i, obs in enumerate(observations):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        action = planner.act({"state": obs})
+        action.cpu()  # the node needs the action on the host
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    p50 = times[len(times) // 2]
+    p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+    return planner_cfg, p50, p99
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", default="tiny,1m,5m", help="model presets (configs/model/)")
+    parser.add_argument("--planners", default="mppi,deploy", help="planner presets (configs/planner/)")
+    parser.add_argument("--devices", default="auto", help="'auto' = cpu, plus cuda when present; or a list")
+    parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 autocast")
+    parser.add_argument("--decisions", type=int, default=200, help="measured decisions (>= 200 for p99)")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+        else args.devices.split(",")
+    precisions = [False, True] if args.bf16 else [False]
+    for device in devices:
+        for preset in args.presets.split(","):
+            for planner_name in args.planners.split(","):
+                for bf16 in precisions:
+                    cfg, p50, p99 = measure(preset, planner_name, torch.device(device), bf16,
+                                            args.decisions, args.warmup)
+                    iterations = cfg.iterations if cfg.mpc else 0
+                    samples = cfg.num_samples if cfg.mpc else 1
+                    print(f"planner preset={preset} device={device} samples={samples} iterations={iterations} "
+                          f"p50_ms={p50:.2f} p99_ms={p99:.2f} planner={planner_name} "
+                          f"precision={'bf16' if bf16 else 'fp32'} threads={args.threads}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
