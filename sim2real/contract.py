@@ -9,7 +9,7 @@ of what it loads against what it runs on, and a mismatch is reported field by fi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -62,10 +62,8 @@ class Contract:
     action_dim: int
     control_mode: str = "pd_ee_delta_pos"
     control_freq: float = 20.0
-    _order: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_order", tuple(self.features))
         if self.action_dim <= 0:
             raise ValueError(f"Contract.action_dim must be positive, got {self.action_dim}")
         if sum(f.kind == "rgb" for f in self.features.values()) > 1:
@@ -100,8 +98,7 @@ class Contract:
         Raises a ValueError naming the feature if one is missing or has the wrong shape.
         """
         state_parts, out = [], {}
-        for name in self._order:
-            feature = self.features[name]
+        for name, feature in self.features.items():
             if name not in obs:
                 raise ValueError(f"observation is missing feature {name!r} (expected shape {feature.shape})")
             x = obs[name]
@@ -127,15 +124,15 @@ class Contract:
             problems.append(f"control_mode {self.control_mode!r} in {mine}, {other.control_mode!r} in {theirs}")
         if not math.isclose(self.control_freq, other.control_freq, rel_tol=1e-6):
             problems.append(f"control_freq {self.control_freq:g} Hz in {mine}, {other.control_freq:g} Hz in {theirs}")
-        for name in self._order:
+        for name in self.features:
             if name not in other.features:
                 problems.append(f"feature {name!r} in {mine} but not in {theirs}")
             elif self.features[name] != other.features[name]:
                 a, b = self.features[name], other.features[name]
                 problems.append(f"feature {name!r} is {a.kind}{list(a.shape)} in {mine}, {b.kind}{list(b.shape)} in {theirs}")
-        problems += [f"feature {n!r} in {theirs} but not in {mine}" for n in other._order if n not in self.features]
-        if not problems and self._order != other._order:
-            problems.append(f"feature order {list(self._order)} in {mine}, {list(other._order)} in {theirs}")
+        problems += [f"feature {n!r} in {theirs} but not in {mine}" for n in other.features if n not in self.features]
+        if not problems and list(self.features) != list(other.features):
+            problems.append(f"feature order {list(self.features)} in {mine}, {list(other.features)} in {theirs}")
         return problems
 
     def check(self, other: Contract, mine: str = "checkpoint", theirs: str = "task", source: str = "") -> None:
@@ -148,7 +145,7 @@ class Contract:
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so checkpoints load with torch.load(weights_only=True)."""
         return {
-            "features": {n: {"shape": list(self.features[n].shape), "kind": self.features[n].kind} for n in self._order},
+            "features": {n: {"shape": list(f.shape), "kind": f.kind} for n, f in self.features.items()},
             "action_dim": self.action_dim,
             "control_mode": self.control_mode,
             "control_freq": float(self.control_freq),
