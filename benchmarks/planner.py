@@ -23,6 +23,7 @@ import torch
 
 from sim2real.config import ModelConfig, PlannerConfig, load_preset
 from sim2real.planner import Planner, td_value
+from sim2real.stats import percentile
 from sim2real.world_model import WorldModel
 
 OBS_DIM, ACTION_DIM = 42, 4
@@ -48,10 +49,7 @@ def measure(model_name: str, planner_name: str, device: torch.device, bf16: bool
         action.cpu()  # the node needs the action on the host
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    p50 = times[len(times) // 2]
-    p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
-    return planner_cfg, p50, p99
+    return planner_cfg, percentile(times, 50), percentile(times, 99)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from sim2real.config import ToyConfig
 from sim2real.contract import Contract, Feature
 from sim2real.device import resolve_device
 from sim2real.planner import Planner, discount_from_episode_length, td_value
+from sim2real.stats import percentile
 from sim2real.world_model import WorldModel
 
 CONTROLLERS = ("random", "policy prior", "mppi")
@@ -41,11 +42,6 @@ class ToyResult:
     mppi_p99_ms: float
     checkpoint: Path
     reload_identical: bool
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def run_toy(cfg: ToyConfig, console: Console | None = None) -> ToyResult:
@@ -106,7 +102,7 @@ def run_toy(cfg: ToyConfig, console: Console | None = None) -> ToyResult:
     for c in CONTROLLERS:
         table.add_row(c, f"{returns[c]:.3f}", f"{distance[c]:.4f}")
     console.print(table)
-    p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     console.print(f"mppi decision latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(latencies)} decisions")
 
     path = save_checkpoint(Path(cfg.output_dir) / "toy_world_model.pt",

@@ -40,3 +40,4 @@ def test_bad_arguments_are_reported():
         TwoHot(vmin=1.0, vmax=-1.0)
     with pytest.raises(ValueError, match="trailing dim of 1"):
         TwoHot().encode(torch.zeros(3, 2))
+
