@@ -126,16 +126,34 @@ class ActionDelay:
     """Batched fixed delay: `step(a_t)` returns a_{t-k}, and the hold action for t < k.
 
     Args:
-        steps: delay k in control steps (0 passes actions through).
+        steps: delay k in control steps (0 passes actions through): one int for every env,
+            or a LongTensor [num_envs] of per-env delays (domain randomisation).
         num_envs: batch size.
         hold_action: action [A] executed before any delayed action is available (e.g.
             zero motion with the gripper unchanged); backends pass their own.
+        max_steps: queue length, at least max(steps); set it to the randomisation range's
+            upper end so that `set_steps` can change per-env delays between episodes.
     """
 
-    def __init__(self, steps: int, num_envs: int, hold_action: torch.Tensor) -> None:
-        self.steps = steps
+    def __init__(self, steps: int | torch.Tensor, num_envs: int, hold_action: torch.Tensor,
+                 max_steps: int | None = None) -> None:
+        self.num_envs = num_envs
         self.hold_action = hold_action
-        self.queue = hold_action.expand(steps, num_envs, -1).clone()
+        steps_t = torch.as_tensor(steps, dtype=torch.long).expand(num_envs).clone()
+        self.max_steps = int(max(int(steps_t.max()), max_steps or 0))
+        self.steps = steps_t.to(hold_action.device)
+        # queue[j] holds a_{t-K+j}: queue[-1] is the previous action, queue[0] the oldest.
+        self.queue = hold_action.expand(self.max_steps, num_envs, -1).clone()
+
+    def set_steps(self, steps: torch.Tensor, env_mask: torch.Tensor | None = None) -> None:
+        """Change the delay of all envs (or those where env_mask [N] is True); call at reset."""
+        steps = torch.as_tensor(steps, dtype=torch.long, device=self.steps.device)
+        if int(steps.max()) > self.max_steps:
+            raise ValueError(f"action_latency_steps={int(steps.max())} exceeds the queue length {self.max_steps}")
+        if env_mask is None:
+            self.steps[:] = steps
+        else:
+            self.steps[env_mask] = steps if steps.dim() == 0 else steps[env_mask]
 
     def reset(self, env_mask: torch.Tensor | None = None) -> None:
         """Refill the queue with the hold action, for all envs or where env_mask [N] is True."""
@@ -145,8 +163,9 @@ class ActionDelay:
             self.queue[:, env_mask] = self.hold_action
 
     def step(self, action: torch.Tensor) -> torch.Tensor:
-        if self.steps == 0:
+        if self.max_steps == 0:
             return action
-        out = self.queue[0].clone()
-        self.queue = torch.cat([self.queue[1:], action.unsqueeze(0)], dim=0)
+        history = torch.cat([self.queue, action.unsqueeze(0)], dim=0)  # history[K] = a_t
+        out = history[self.max_steps - self.steps, torch.arange(self.num_envs, device=action.device)]
+        self.queue = history[1:]
         return out

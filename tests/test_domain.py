@@ -65,3 +65,17 @@ def test_noise_has_the_configured_std():
     noisy = add_noise(x, 0.05, torch.Generator().manual_seed(0))
     assert abs(noisy.std().item() - 0.05) < 0.001 and abs(noisy.mean().item()) < 0.001
     assert add_noise(x, 0.0) is x
+
+
+def test_action_delay_per_env_steps():
+    hold = torch.zeros(1)
+    delay = ActionDelay(torch.tensor([0, 1, 3]), num_envs=3, hold_action=hold)
+    issued = [torch.full((3, 1), float(t + 1)) for t in range(6)]
+    executed = torch.stack([delay.step(a) for a in issued])[..., 0]  # [T, N]
+    for i, k in enumerate([0, 1, 3]):
+        expected = [float(t + 1 - k) if t >= k else 0.0 for t in range(6)]
+        assert executed[:, i].tolist() == expected, (i, executed[:, i])
+    delay.set_steps(torch.tensor([2, 2, 2]))
+    delay.reset()
+    out = [delay.step(torch.full((3, 1), 9.0))[:, 0].tolist() for _ in range(3)]
+    assert out == [[0.0] * 3, [0.0] * 3, [9.0] * 3]

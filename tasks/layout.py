@@ -1,0 +1,76 @@
+"""Scene geometry and task rules shared by every backend.
+
+Both engines build their scenes from these numbers, so a task means the same thing in
+ManiSkill3 and in MuJoCo. Frame: ManiSkill's table-top frame. The table surface is
+z = 0, +x points away from the robot, the Panda base sits at `ROBOT_BASE_POS` facing +x.
+Lengths are in metres, angles in radians, quaternions are (w, x, y, z).
+"""
+
+from __future__ import annotations
+
+import math
+
+# --- robot ---------------------------------------------------------------------------------
+ROBOT_BASE_POS = (-0.615, 0.0, 0.0)
+# ManiSkill's Panda "rest" keyframe: 7 arm joints, then the two finger joints (open).
+ROBOT_REST_QPOS = (0.0, math.pi / 8, 0.0, -5 * math.pi / 8, 0.0, 3 * math.pi / 4, math.pi / 4, 0.04, 0.04)
+ROBOT_INIT_QPOS_NOISE = 0.02  # std of Gaussian noise on the 7 arm joints at reset
+ARM_JOINTS = 7
+FINGER_JOINTS = 2
+FINGER_OPEN = 0.04   # finger joint position, open
+FINGER_CLOSED = -0.01  # commanded finger position for action -1 (ManiSkill's lower limit)
+# Joint PD drive of ManiSkill's Panda (per joint, stiffness N·m/rad, damping N·m·s/rad, force N·m).
+ARM_STIFFNESS, ARM_DAMPING, ARM_FORCE_LIMIT = 1e3, 1e2, 100.0
+GRIPPER_STIFFNESS, GRIPPER_DAMPING, GRIPPER_FORCE_LIMIT = 1e3, 1e2, 100.0
+# The tool centre point: between the fingertips, 0.1034 m along the hand's z axis.
+TCP_OFFSET = 0.1034
+
+# --- control -------------------------------------------------------------------------------
+CONTROL_FREQ = 20.0  # decisions per second
+SIM_FREQ = 100.0     # physics steps per second in ManiSkill (5 per control step)
+EE_DELTA_POS_LIMIT = 0.1     # action +-1 moves the end-effector target by +-0.1 m per step
+JOINT_DELTA_POS_LIMIT = 0.1  # action +-1 moves each joint target by +-0.1 rad per step
+
+# --- objects -------------------------------------------------------------------------------
+CUBE_HALF_SIZE = 0.02
+CUBE_SPAWN_HALF_RANGE = 0.1  # cubes spawn with x, y uniform in [-0.1, 0.1]
+
+PUSH_GOAL_RADIUS = 0.1
+PUSH_GOAL_OFFSET_X = 0.1 + PUSH_GOAL_RADIUS  # goal = cube xy + (0.2, 0)
+
+PICK_GOAL_THRESH = 0.025
+PICK_MAX_GOAL_HEIGHT = 0.3  # goal z = cube_half + U[0, 0.3]
+ROBOT_STATIC_QVEL = 0.2     # max |arm joint velocity| for "the robot is static"
+
+STACK_XY_TOL = 0.005        # + the cube's half diagonal
+STACK_Z_TOL = 0.005
+STACK_STATIC_LIN = 1e-2     # cube A linear speed below this (m/s)
+STACK_STATIC_ANG = 0.5      # cube A angular speed below this (rad/s)
+STACK_MIN_SEPARATION = math.hypot(CUBE_HALF_SIZE, CUBE_HALF_SIZE) * 2 + 0.002
+
+# --- drawer (built from boxes; no downloaded assets) ----------------------------------------
+# A cabinet shell (top, two sides, back) on the table with one drawer sliding along -x
+# (towards the robot) on a prismatic joint, and a vertical fin handle on the drawer front
+# that a top-down parallel gripper (fingers closing along y) can grasp.
+CABINET_CENTER_X = 0.15            # nominal; spawn adds U[-0.05, 0.05] in x and y
+CABINET_SPAWN_HALF_RANGE = 0.05
+DRAWER_HALF = (0.10, 0.12, 0.04)   # drawer box half extents (x, y, z)
+DRAWER_BOTTOM_GAP = 0.005          # drawer floats this far above the table
+CABINET_WALL = 0.01                # wall thickness of the shell
+HANDLE_HALF = (0.03, 0.01, 0.015)  # fin handle half extents, protruding towards -x
+HANDLE_Z_BELOW_TOP = 0.02          # handle centre this far below the drawer's top face
+DRAWER_TRAVEL = 0.20               # joint range [0, 0.20] (0 = closed)
+DRAWER_SUCCESS_OPENING = 0.9 * DRAWER_TRAVEL
+DRAWER_JOINT_DAMPING = 1.0         # N·s/m
+DRAWER_MASS = 1.0                  # kg, the drawer with its handle
+
+# --- camera (ManiSkill's PickCube/PushCube "base_camera") ----------------------------------
+CAMERA_EYE = (0.3, 0.0, 0.6)
+CAMERA_TARGET = (-0.1, 0.0, 0.1)
+CAMERA_FOVY = math.pi / 2   # vertical field of view
+CAMERA_NEAR, CAMERA_FAR = 0.01, 100.0
+# A viewer camera for videos (ManiSkill's "render_camera").
+RENDER_EYE = (0.6, 0.7, 0.6)
+RENDER_TARGET = (0.0, 0.0, 0.35)
+RENDER_FOVY = 1.0
+RENDER_SIZE = 256

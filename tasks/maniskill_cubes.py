@@ -1,0 +1,98 @@
+"""ManiSkill3 cube tasks with a scalable object size.
+
+ManiSkill's PushCube-v1, PickCube-v1 and StackCube-v1 fix the cube size when the scene
+is built. `object_size_scale` is a domain shift, so these subclasses take `object_scale`
+and build the cubes from `tasks.layout` at that scale; everything else (robot, table,
+goals, success rules, cameras) is ManiSkill's own. Changing the scale needs a scene
+rebuild (`reset(options={"reconfigure": True})`), which the `maniskill` backend does when
+an env's sampled size changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sapien
+import torch
+from mani_skill.envs.tasks.tabletop.pick_cube import PickCubeEnv
+from mani_skill.envs.tasks.tabletop.push_cube import PushCubeEnv
+from mani_skill.envs.tasks.tabletop.stack_cube import StackCubeEnv
+from mani_skill.utils import common
+from mani_skill.utils.building import actors
+from mani_skill.utils.registration import register_env
+from mani_skill.utils.scene_builder.table import TableSceneBuilder
+from mani_skill.utils.structs.pose import Pose
+
+from tasks import layout
+
+
+@register_env("Sim2RealPushCube-v1", max_episode_steps=50)
+class PushCube(PushCubeEnv):
+    """PushCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale."""
+
+    def __init__(self, *args: Any, object_scale: float = 1.0, **kwargs: Any) -> None:
+        self.object_scale = object_scale
+        super().__init__(*args, robot_uids="panda", **kwargs)
+
+    def _load_scene(self, options: dict) -> None:
+        # PushCube reads cube_half_size when it builds, places and evaluates the cube.
+        self.cube_half_size = layout.CUBE_HALF_SIZE * self.object_scale
+        super()._load_scene(options)
+
+
+@register_env("Sim2RealPickCube-v1", max_episode_steps=50)
+class PickCube(PickCubeEnv):
+    """PickCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale."""
+
+    def __init__(self, *args: Any, object_scale: float = 1.0, **kwargs: Any) -> None:
+        self.object_scale = object_scale
+        super().__init__(*args, robot_uids="panda", **kwargs)
+
+    def _load_scene(self, options: dict) -> None:
+        self.cube_half_size = layout.CUBE_HALF_SIZE * self.object_scale
+        super()._load_scene(options)
+
+
+@register_env("Sim2RealStackCube-v1", max_episode_steps=50)
+class StackCube(StackCubeEnv):
+    """StackCube-v1 (Panda without wrist camera) with both cubes scaled by object_scale.
+
+    StackCube-v1 hard-codes its cube size in scene building and episode sampling, so
+    both are rebuilt here from `tasks.layout`; `evaluate` is ManiSkill's.
+    """
+
+    def __init__(self, *args: Any, object_scale: float = 1.0, **kwargs: Any) -> None:
+        self.object_scale = object_scale
+        super().__init__(*args, robot_uids="panda", **kwargs)
+
+    def _load_scene(self, options: dict) -> None:
+        half = layout.CUBE_HALF_SIZE * self.object_scale
+        self.cube_half_size = common.to_tensor([half] * 3, device=self.device)
+        self.table_scene = TableSceneBuilder(env=self, robot_init_qpos_noise=self.robot_init_qpos_noise)
+        self.table_scene.build()
+        self.cubeA = actors.build_cube(self.scene, half_size=half, color=[1, 0, 0, 1], name="cubeA",
+                                       initial_pose=sapien.Pose(p=[0, 0, 0.1]))
+        self.cubeB = actors.build_cube(self.scene, half_size=half, color=[0, 1, 0, 1], name="cubeB",
+                                       initial_pose=sapien.Pose(p=[1, 0, 0.1]))
+
+    def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
+        with torch.device(self.device):
+            b = len(env_idx)
+            self.table_scene.initialize(env_idx)
+            half = float(self.cube_half_size[0])
+            r = layout.CUBE_SPAWN_HALF_RANGE
+            # Rejection sampling: redraw cube B until it clears cube A by the separation
+            # (both cubes may be rotated, so the bound uses their half diagonals).
+            min_sep = layout.STACK_MIN_SEPARATION * self.object_scale
+            a_xy = torch.rand((b, 2)) * 2 * r - r
+            b_xy = torch.rand((b, 2)) * 2 * r - r
+            for _ in range(100):
+                close = torch.linalg.norm(a_xy - b_xy, dim=1) < min_sep
+                if not close.any():
+                    break
+                b_xy[close] = torch.rand((int(close.sum()), 2)) * 2 * r - r
+            for actor, xy in ((self.cubeA, a_xy), (self.cubeB, b_xy)):
+                p = torch.cat([xy, torch.full((b, 1), half)], dim=1)
+                yaw = torch.rand(b) * 2 * torch.pi
+                q = torch.stack([torch.cos(yaw / 2), torch.zeros(b), torch.zeros(b), torch.sin(yaw / 2)], dim=1)
+                actor.set_pose(Pose.create_from_pq(p=p, q=q))
