@@ -100,12 +100,14 @@ class PushCubeExpert(Expert):
 
     push_speed = 0.4
 
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        self.direction = torch.zeros(num_envs, 2)  # unit pushing direction in the table plane
+
     def _on_reset(self, state, mask):
         super()._on_reset(state, mask)
         # The pushing line is fixed per episode: recomputing it from the moving cube would
         # flip it once the cube passes the goal.
-        if not hasattr(self, "direction"):
-            self.direction = torch.zeros(self.num_envs, 2)
         d = state["goal_pos"][mask, :2] - state["obj_pose"][mask, :2]
         self.direction[mask] = d / torch.linalg.norm(d, dim=1, keepdim=True).clamp_min(1e-6)
 
@@ -186,14 +188,21 @@ class OpenDrawerExpert(Expert):
 
     grasp_steps = 6
 
+    def __init__(self, num_envs: int, **kwargs) -> None:
+        super().__init__(num_envs, **kwargs)
+        self.direction = torch.zeros(num_envs, 3)  # unit opening direction of the drawer
+
     def _on_reset(self, state, mask):
-        pass  # nothing rests on the table here
+        # The opening direction is fixed per episode: taken from the moving handle it
+        # would flip once the handle passes the goal, and the expert would close the drawer.
+        d = state["goal_pos"][mask] - state["obj_pose"][mask, :3]
+        self.direction[mask] = d / torch.linalg.norm(d, dim=1, keepdim=True).clamp_min(1e-6)
 
     def _plan(self, state, tcp):
         handle, goal = state["obj_pose"][:, :3], state["goal_pos"]
         above = handle + torch.tensor([0.0, 0.0, 0.08])
         # Pull a little beyond the success opening so that small slips still count.
-        pull_to = goal + (goal - handle) / torch.linalg.norm(goal - handle, dim=1, keepdim=True).clamp_min(1e-6) * 0.02
+        pull_to = goal + self.direction * 0.02
         phase = self.phase
         self._advance((phase == 0) & _reached(tcp, above, 0.015))
         self._advance((phase == 1) & _reached(tcp, handle, 0.008))

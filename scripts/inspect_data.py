@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Summarise a demonstration dataset, validating every episode on the way.
+
+    python scripts/inspect_data.py data/pick_cube.h5
+
+Prints the file's metadata (task, backend, domain, control mode and rate, robot, seed,
+creation time), the episode count, lengths and success rates, every feature with its shape
+and dtype, and the mean, std, min and max of every state and action dimension. A file that
+cannot be used prints the reason (file and field) and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from sim2real.data import DatasetError, DatasetSummary, inspect_dataset
+
+
+def _size(num_bytes: int) -> str:
+    if num_bytes < 1024:
+        return f"{num_bytes} B"
+    size = float(num_bytes)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def _rate(hits: int, count: int) -> str:
+    return f"{hits / count:.0%} ({hits}/{count})" if count else "n/a"
+
+
+def print_summary(summary: DatasetSummary, console: Console) -> None:
+    """Render `summary`: a few lines of metadata, the features, and per-dimension statistics."""
+    meta, stats = summary.metadata, summary.stats
+    contract = meta.contract
+    values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in meta.domain_values.items())
+    rows = [
+        ("file", f"{summary.path} ({_size(summary.size_bytes)})"),
+        ("task", meta.task),
+        ("backend", meta.backend),
+        ("robot", meta.robot),
+        ("domain", f"{meta.domain}: {values or '(no values recorded)'}"),
+        ("control", f"{contract.control_mode} at {contract.control_freq:g} Hz, action_dim {contract.action_dim}"),
+        ("seed", str(meta.seed) if meta.seed is not None else "-"),
+        ("created", f"{meta.created} by sim2real {meta.sim2real_version}"),
+    ]
+    if meta.extra:
+        rows.append(("extra", str(meta.extra)))
+    rows.append(("episodes", str(stats.count)))
+    if stats.count:
+        lengths = stats.lengths
+        rows.append(("lengths", f"min {min(lengths)} / mean {sum(lengths) / stats.count:.1f} / max {max(lengths)} "
+                                f"({sum(lengths)} steps)"))
+        rows.append(("success", f"once {_rate(stats.num_success_once, stats.count)}, "
+                                f"at end {_rate(stats.num_success_at_end, stats.count)}"))
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold")
+    header.add_column()
+    for key, value in rows:
+        header.add_row(key, escape(value))
+    console.print(header)
+
+    features = Table(title="observation features")
+    for column in ("feature", "kind", "shape", "dtype"):
+        features.add_column(column)
+    for name, feature in contract.features.items():
+        features.add_row(escape(name), feature.kind, str(list(feature.shape)), stats.dtypes.get(name, "-"))
+    console.print(features)
+    if not stats.count:
+        return
+
+    # One row per dimension: a glance shows constant, saturated or wildly scaled dimensions.
+    table = Table(title="per-dimension statistics over every step")
+    table.add_column("field")
+    for column in ("mean", "std", "min", "max"):
+        table.add_column(column, justify="right")
+    rows = [(f"{name}[{i}]", moments, i) for name, moments in stats.state.items() for i in range(len(moments.mean))]
+    rows += [(f"action[{i}]", stats.actions, i) for i in range(contract.action_dim)]
+    for label, moments, i in rows:
+        table.add_row(escape(label), *(f"{float(v[i]):.4g}" for v in (moments.mean, moments.std, moments.min,
+                                                                       moments.max)))
+    console.print(table)
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    """Entry point; returns the exit status (0 on success, 1 on a bad file)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="dataset file (sim2real HDF5)")
+    args = parser.parse_args(argv)
+    try:
+        summary = inspect_dataset(args.path)
+    except DatasetError as err:
+        # The message already names the file and the field; a traceback adds nothing for a bad file.
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print_summary(summary, console or Console())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

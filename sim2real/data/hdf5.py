@@ -1,0 +1,441 @@
+"""Our demonstration format: one HDF5 file per dataset, read and written with h5py.
+
+Layout (format "sim2real-demos", version 1):
+
+    /                        attrs: format, format_version, task, backend, domain,
+                             domain_values (JSON), control_mode, control_freq, robot,
+                             contract (JSON of Contract.to_dict()), created (ISO 8601, UTC),
+                             sim2real_version, num_episodes, [seed], [extra (JSON)]
+    /episodes/000000/        attrs: length, success_once, success_at_end, [seed], [meta (JSON)]
+        obs/<feature>        [T+1, *shape]: state float32 (uncompressed, exact), rgb uint8 (compressed)
+        actions              [T, action_dim] float32
+        success              [T+1] bool
+        rewards              [T] float32 (optional)
+
+Attributes in brackets are optional (absent when the value is None or empty).
+
+Writes are atomic: episodes stream into a temp file beside the target, which replaces the
+target only once the writer exits cleanly, so a crash mid-collection leaves any previous
+dataset untouched. Every problem on reading raises DatasetError naming the file and the
+field: `data/x.h5: episodes/000003/obs/qpos has shape [51, 7], expected [51, 9] (T+1, qpos (9,))`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterable, Iterator, Mapping
+
+import h5py
+import numpy as np
+import torch
+
+from sim2real import __version__
+from sim2real.contract import Contract
+from sim2real.data.episode import DatasetError, Episode, EpisodeStats
+
+FORMAT = "sim2real-demos"
+FORMAT_VERSION = 1
+COMPRESSIONS = ("gzip", "lzf", None)
+_REQUIRED_ATTRS = ("task", "backend", "domain", "domain_values", "control_mode", "control_freq", "robot",
+                   "contract", "created", "sim2real_version", "num_episodes")
+# HDF5 chunks are read whole; about 1 MiB keeps random access to a frame cheap.
+_CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class DatasetMetadata:
+    """What a dataset is: the task, where it was recorded, and its observation/action contract.
+
+    Args:
+        task: task name, e.g. "pick_cube".
+        backend: where the demos come from: "maniskill", "mujoco", or e.g. "real".
+        contract: observation features, action size, control mode and rate of every episode.
+        domain: domain name ("source", "target", …).
+        domain_values: the domain's shift values (DomainParams.values()).
+        robot: robot model.
+        seed: the collection's base seed, when there is one.
+        created: ISO 8601 time of writing; the writer fills it in when empty.
+        sim2real_version: version of the code that wrote the file.
+        extra: anything else worth keeping (JSON-able: collector settings, expert name, …).
+    """
+
+    task: str
+    backend: str
+    contract: Contract
+    domain: str = "source"
+    domain_values: dict[str, float | int] = field(default_factory=dict)
+    robot: str = "panda"
+    seed: int | None = None
+    created: str = ""
+    sim2real_version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def control_mode(self) -> str:
+        return self.contract.control_mode
+
+    @property
+    def control_freq(self) -> float:
+        return self.contract.control_freq
+
+    def to_attrs(self) -> dict[str, str | int | float]:
+        """HDF5 file attributes (num_episodes excepted: the writer sets it when it finishes)."""
+        attrs: dict[str, str | int | float] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": self.task,
+            "backend": self.backend,
+            "domain": self.domain,
+            "domain_values": _to_json(self.domain_values, "metadata.domain_values"),
+            # Duplicated from the contract so that h5dump shows them at a glance.
+            "control_mode": self.contract.control_mode,
+            "control_freq": float(self.contract.control_freq),
+            "robot": self.robot,
+            "contract": _to_json(self.contract.to_dict(), "contract"),
+            "created": self.created,
+            "sim2real_version": self.sim2real_version,
+        }
+        if self.seed is not None:
+            attrs["seed"] = int(self.seed)
+        if self.extra:
+            attrs["extra"] = _to_json(self.extra, "metadata.extra")
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], source: str) -> DatasetMetadata:
+        """Parse and check file attributes; `source` (the file path) prefixes every error."""
+        _check_format(attrs, source)
+        missing = [k for k in _REQUIRED_ATTRS if k not in attrs]
+        if missing:
+            raise DatasetError(f"{source}: missing attribute {missing[0]!r} (a {FORMAT} file has attributes "
+                               f"{', '.join(_REQUIRED_ATTRS)})")
+        try:
+            contract = Contract.from_dict(_from_json(attrs, "contract", source, dict),
+                                          source=f"{source}: attribute 'contract'")
+        except ValueError as err:
+            raise DatasetError(str(err)) from err
+        control_mode = _attr(attrs, "control_mode", str, source)
+        if control_mode != contract.control_mode:
+            raise DatasetError(f"{source}: attribute control_mode={control_mode!r} disagrees with the contract's "
+                               f"{contract.control_mode!r}")
+        control_freq = _attr(attrs, "control_freq", float, source)
+        if not math.isclose(control_freq, contract.control_freq, rel_tol=1e-6):
+            raise DatasetError(f"{source}: attribute control_freq={control_freq:g} disagrees with the contract's "
+                               f"{contract.control_freq:g}")
+        return cls(task=_attr(attrs, "task", str, source), backend=_attr(attrs, "backend", str, source),
+                   contract=contract, domain=_attr(attrs, "domain", str, source),
+                   domain_values=_from_json(attrs, "domain_values", source, dict),
+                   robot=_attr(attrs, "robot", str, source),
+                   seed=_attr(attrs, "seed", int, source) if "seed" in attrs else None,
+                   created=_attr(attrs, "created", str, source),
+                   sim2real_version=_attr(attrs, "sim2real_version", str, source),
+                   extra=_from_json(attrs, "extra", source, dict) if "extra" in attrs else {})
+
+
+def _check_format(attrs: Mapping[str, Any], source: str) -> None:
+    if "format" not in attrs:
+        raise DatasetError(f"{source}: not a {FORMAT} file: attribute 'format' is missing")
+    fmt = _attr(attrs, "format", str, source)
+    if fmt != FORMAT:
+        raise DatasetError(f"{source}: attribute format={fmt!r}, expected {FORMAT!r}")
+    if "format_version" not in attrs:
+        raise DatasetError(f"{source}: missing attribute 'format_version'")
+    version = _attr(attrs, "format_version", int, source)
+    if version > FORMAT_VERSION:
+        raise DatasetError(f"{source}: format_version {version} is newer than this sim2real reads "
+                           f"({FORMAT_VERSION}); upgrade sim2real")
+    if version < 1:
+        raise DatasetError(f"{source}: format_version {version} is invalid (versions start at 1)")
+
+
+def _attr(attrs: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
+    """attrs[key] as a str, int or float, with an error naming the attribute otherwise."""
+    value = attrs[key]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    # h5py hands back numpy scalars: accept those of the right family, never a string for a number.
+    if kind is str:
+        ok = isinstance(value, str)
+    else:
+        numbers = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
+        ok = isinstance(value, numbers) and not isinstance(value, (bool, np.bool_))
+    if not ok:
+        raise DatasetError(f"{source}: attribute {key!r} is {value!r}, expected {kind.__name__}")
+    return kind(value)
+
+
+def _to_json(value: Any, name: str) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{name} must hold plain JSON values (str, numbers, bools, lists, dicts): {err}") from err
+
+
+def _from_json(attrs: Mapping[str, Any], key: str, source: str, kind: type = object) -> Any:
+    try:
+        value = json.loads(_attr(attrs, key, str, source))
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{source}: attribute {key!r} is not valid JSON ({err})") from err
+    if not isinstance(value, kind):
+        raise DatasetError(f"{source}: attribute {key!r} holds a JSON {type(value).__name__}, expected {kind.__name__}")
+    return value
+
+
+class DatasetWriter:
+    """Stream episodes into a new dataset file, atomically.
+
+        with DatasetWriter("data/pick_cube.h5", metadata) as writer:
+            for episode in episodes:
+                writer.append(episode)
+
+    Args:
+        path: the dataset file to create or replace.
+        metadata: file metadata; every appended episode must match its contract.
+        compression: HDF5 filter for rgb features ("gzip", "lzf" or None); state
+            features are stored uncompressed.
+    """
+
+    def __init__(self, path: str | os.PathLike, metadata: DatasetMetadata, compression: str | None = "gzip") -> None:
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression={compression!r}; expected one of {COMPRESSIONS}")
+        self.path = Path(path)
+        self.metadata = metadata
+        self.compression = compression
+        self.num_episodes = 0
+        self._file: h5py.File | None = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> DatasetWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.metadata.created:
+            self.metadata.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            attrs = self.metadata.to_attrs()  # bad extras fail here, before any file exists
+        except DatasetError as err:
+            raise DatasetError(f"{self.path}: {err}") from err
+        self._tmp = _create_temp_beside(self.path)
+        try:
+            self._file = h5py.File(self._tmp, "w")
+            self._file.attrs.update(attrs)
+            self._file.create_group("episodes")
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def append(self, episode: Episode) -> int:
+        """Validate `episode` against the contract and write it; returns its index."""
+        if self._file is None:
+            raise RuntimeError("DatasetWriter.append outside its `with` block")
+        name = f"{self.num_episodes:06d}"
+        episode.validate(self.metadata.contract, where=f"{self.path}: episodes/{name}")
+        meta = _to_json(episode.meta, f"{self.path}: episodes/{name}: meta") if episode.meta else None
+        group = self._file.create_group(f"episodes/{name}")
+        obs = group.create_group("obs")
+        for feature_name, feature in self.metadata.contract.features.items():
+            x = _numpy(episode.obs[feature_name])
+            if feature.kind == "rgb" and self.compression is not None:
+                frames = max(1, min(x.shape[0], _CHUNK_BYTES // max(1, x[0].nbytes)))
+                obs.create_dataset(feature_name, data=x, compression=self.compression, chunks=(frames, *x.shape[1:]))
+            else:
+                obs.create_dataset(feature_name, data=x)
+        group.create_dataset("actions", data=_numpy(episode.actions))
+        group.create_dataset("success", data=_numpy(episode.success))
+        if episode.rewards is not None:
+            group.create_dataset("rewards", data=_numpy(episode.rewards))
+        group.attrs.update({"length": episode.length, "success_once": episode.success_once,
+                            "success_at_end": episode.success_at_end})
+        if episode.seed is not None:
+            group.attrs["seed"] = int(episode.seed)
+        if meta is not None:
+            group.attrs["meta"] = meta
+        self.num_episodes += 1
+        return self.num_episodes - 1
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            assert self._file is not None and self._tmp is not None
+            self._file.attrs["num_episodes"] = self.num_episodes
+            self._file.close()
+            self._file = None
+            # h5py's flush stops at the OS; fsync makes the bytes durable before the rename.
+            fd = os.open(self._tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        """Drop the temp file; the target path is never touched."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:  # closing a half-written file may fail too; the file is deleted either way
+                pass
+            self._file = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def _create_temp_beside(path: Path) -> Path:
+    """A new empty file in path's directory (same filesystem, so os.replace is atomic).
+
+    Not tempfile.mkstemp: its files are owner-only (0600), which the rename would carry over
+    to the dataset; creating with 0666 applies the umask like any other new file.
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+def write_dataset(path: str | os.PathLike, episodes: Iterable[Episode], metadata: DatasetMetadata,
+                  compression: str | None = "gzip") -> Path:
+    """Write every episode to `path` atomically; returns the path."""
+    with DatasetWriter(path, metadata, compression) as writer:
+        for episode in episodes:
+            writer.append(episode)
+    return Path(path)
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise DatasetError(f"{path}: not a readable HDF5 file ({path.stat().st_size} bytes; truncated or "
+                           f"corrupt?): {err}") from err
+
+
+def read_metadata(path: str | os.PathLike, expect_contract: Contract | None = None,
+                  expect_name: str = "task") -> DatasetMetadata:
+    """The file's metadata alone, checked as `read_dataset` checks it."""
+    with _open(path) as f:
+        return _metadata(f, Path(path), expect_contract, expect_name)
+
+
+def iter_episodes(path: str | os.PathLike, expect_contract: Contract | None = None,
+                  expect_name: str = "task") -> Iterator[Episode]:
+    """Yield the episodes of `path` one at a time (the file stays open until exhausted).
+
+    Args:
+        path: dataset file.
+        expect_contract: if given, the stored contract must match it; the error names the
+            file and every differing field.
+        expect_name: what `expect_contract` describes, used in that message.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        metadata = _metadata(f, path, expect_contract, expect_name)
+        yield from _episodes(f, path, metadata.contract)
+
+
+def read_dataset(path: str | os.PathLike, expect_contract: Contract | None = None,
+                 expect_name: str = "task") -> tuple[DatasetMetadata, list[Episode]]:
+    """Read and validate a whole dataset: its metadata and every episode (see iter_episodes)."""
+    path = Path(path)
+    with _open(path) as f:
+        metadata = _metadata(f, path, expect_contract, expect_name)
+        return metadata, list(_episodes(f, path, metadata.contract))
+
+
+def _metadata(f: h5py.File, path: Path, expect_contract: Contract | None, expect_name: str) -> DatasetMetadata:
+    metadata = DatasetMetadata.from_attrs(f.attrs, source=str(path))
+    if expect_contract is not None:
+        problems = metadata.contract.mismatches(expect_contract, mine="dataset", theirs=expect_name)
+        if problems:
+            raise DatasetError(f"{path}: contract mismatch: " + "; ".join(problems))
+    if not isinstance(f.get("episodes"), h5py.Group):
+        raise DatasetError(f"{path}: group 'episodes' is missing")
+    found, expected = len(f["episodes"]), _attr(f.attrs, "num_episodes", int, str(path))
+    if found != expected:
+        raise DatasetError(f"{path}: episodes holds {found} episodes, attribute num_episodes says {expected}")
+    return metadata
+
+
+def _episodes(f: h5py.File, path: Path, contract: Contract) -> Iterator[Episode]:
+    # Zero-padded names sort as numbers while they have the same width; wider ones come later.
+    for name in sorted(f["episodes"], key=lambda n: (len(n), n)):
+        group = f["episodes"][name]
+        where = f"{path}: episodes/{name}"
+        if not isinstance(group, h5py.Group):
+            raise DatasetError(f"{where} is not a group")
+        yield _read_episode(group, contract, where)
+
+
+def _read_episode(group: h5py.Group, contract: Contract, where: str) -> Episode:
+    try:
+        for key in ("actions", "success"):
+            if key not in group:
+                raise DatasetError(f"{where}/{key} is missing")
+        obs = {}
+        for name, ds in (group["obs"].items() if "obs" in group else ()):
+            if not isinstance(ds, h5py.Dataset):
+                raise DatasetError(f"{where}/obs/{name} is not a dataset")
+            obs[name] = torch.from_numpy(ds[()])
+        # HDF5 lists members alphabetically; hand features back in the contract's order.
+        order = [n for n in contract.features if n in obs] + [n for n in obs if n not in contract.features]
+        obs = {n: obs[n] for n in order}
+        episode = Episode(
+            obs=obs, actions=torch.from_numpy(group["actions"][()]), success=torch.from_numpy(group["success"][()]),
+            rewards=torch.from_numpy(group["rewards"][()]) if "rewards" in group else None,
+            seed=_attr(group.attrs, "seed", int, where) if "seed" in group.attrs else None,
+            meta=_from_json(group.attrs, "meta", where, dict) if "meta" in group.attrs else {})
+    except OSError as err:  # a damaged chunk or filter surfaces only when the data is read
+        raise DatasetError(f"{where}: unreadable data (corrupt file?): {err}") from err
+    except TypeError as err:  # torch has no tensor type for e.g. string datasets
+        raise DatasetError(f"{where}: a dataset has a type torch cannot hold: {err}") from err
+    episode.validate(contract, where)
+    if "length" not in group.attrs:
+        raise DatasetError(f"{where}: missing attribute 'length'")
+    length = _attr(group.attrs, "length", int, where)
+    if length != episode.length:
+        raise DatasetError(f"{where}: attribute length={length} but actions has {episode.length} steps")
+    return episode
+
+
+@dataclass
+class DatasetSummary:
+    """What `scripts/inspect_data.py` prints: file, metadata and statistics over every episode."""
+
+    path: Path
+    size_bytes: int
+    metadata: DatasetMetadata
+    stats: EpisodeStats
+
+
+def inspect_dataset(path: str | os.PathLike) -> DatasetSummary:
+    """Validate every episode of `path` and summarise them, streaming (one episode in memory)."""
+    path = Path(path)
+    with _open(path) as f:
+        metadata = _metadata(f, path, None, "")
+        stats = EpisodeStats(metadata.contract)
+        for episode in _episodes(f, path, metadata.contract):
+            stats.add(episode)
+    return DatasetSummary(path=path, size_bytes=path.stat().st_size, metadata=metadata, stats=stats)
