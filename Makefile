@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench bench-envs
 
 install:
 	scripts/install.sh dev
@@ -11,8 +11,14 @@ install:
 demo: install
 	$(PY) scripts/toy_latent.py
 
-test: install
+# The tests exercise both simulators, so they install both extras.
+test:
+	scripts/install.sh dev,maniskill,mujoco
 	$(PY) -m pytest -m "not slow"
 
 bench: install
 	$(PY) benchmarks/planner.py
+
+bench-envs:
+	scripts/install.sh dev,maniskill,mujoco
+	$(PY) benchmarks/env_throughput.py

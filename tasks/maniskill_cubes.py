@@ -26,44 +26,36 @@ from mani_skill.utils.structs.pose import Pose
 from tasks import layout
 
 
-@register_env("Sim2RealPushCube-v1", max_episode_steps=50)
-class PushCube(PushCubeEnv):
-    """PushCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale."""
+class _ScaledCube:
+    """Mixin: take `object_scale` and set the cube half size before ManiSkill builds the scene."""
 
     def __init__(self, *args: Any, object_scale: float = 1.0, **kwargs: Any) -> None:
         self.object_scale = object_scale
         super().__init__(*args, robot_uids="panda", **kwargs)
 
     def _load_scene(self, options: dict) -> None:
-        # PushCube reads cube_half_size when it builds, places and evaluates the cube.
+        # These tasks read cube_half_size when they build, place and evaluate the cube.
         self.cube_half_size = layout.CUBE_HALF_SIZE * self.object_scale
         super()._load_scene(options)
+
+
+@register_env("Sim2RealPushCube-v1", max_episode_steps=50)
+class PushCube(_ScaledCube, PushCubeEnv):
+    """PushCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale."""
 
 
 @register_env("Sim2RealPickCube-v1", max_episode_steps=50)
-class PickCube(PickCubeEnv):
+class PickCube(_ScaledCube, PickCubeEnv):
     """PickCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale."""
-
-    def __init__(self, *args: Any, object_scale: float = 1.0, **kwargs: Any) -> None:
-        self.object_scale = object_scale
-        super().__init__(*args, robot_uids="panda", **kwargs)
-
-    def _load_scene(self, options: dict) -> None:
-        self.cube_half_size = layout.CUBE_HALF_SIZE * self.object_scale
-        super()._load_scene(options)
 
 
 @register_env("Sim2RealStackCube-v1", max_episode_steps=50)
-class StackCube(StackCubeEnv):
+class StackCube(_ScaledCube, StackCubeEnv):
     """StackCube-v1 (Panda without wrist camera) with both cubes scaled by object_scale.
 
     StackCube-v1 hard-codes its cube size in scene building and episode sampling, so
-    both are rebuilt here from `tasks.layout`; `evaluate` is ManiSkill's.
+    both are rewritten here from `tasks.layout`; `evaluate` is ManiSkill's.
     """
-
-    def __init__(self, *args: Any, object_scale: float = 1.0, **kwargs: Any) -> None:
-        self.object_scale = object_scale
-        super().__init__(*args, robot_uids="panda", **kwargs)
 
     def _load_scene(self, options: dict) -> None:
         half = layout.CUBE_HALF_SIZE * self.object_scale
