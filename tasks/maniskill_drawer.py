@@ -43,45 +43,14 @@ from mani_skill.utils.structs.types import SimConfig
 from sapien.wrapper.articulation_builder import LinkBuilder
 
 from tasks import layout
+from tasks.drawer_geometry import (DRAWER_CENTER_Z, DRAWER_RGBA, HANDLE_RGBA, SHELL_RGBA, drawer_boxes,
+                                   handle_half, handle_offset, shell_boxes)
 
 ENV_ID = "Sim2RealOpenDrawer-v1"
-
-# --- derived geometry (cabinet frame) -------------------------------------------------------
-HX, HY, HZ = layout.DRAWER_HALF
-WALL = layout.CABINET_WALL
-DRAWER_CENTER_Z = layout.DRAWER_BOTTOM_GAP + HZ  # the drawer link's origin, above the table
-# Gap between the drawer and the shell's inner faces. Parent and child links of one joint
-# never collide in PhysX, so this is not needed for simulation; it keeps the faces from
-# z-fighting in renders.
-CLEARANCE = 0.002
-SHELL_INNER_TOP = DRAWER_CENTER_Z + HZ + CLEARANCE  # underside of the top plate
-SHELL_INNER_HALF_Y = HY + CLEARANCE                 # inner face of a side plate
-SHELL_BACK_X = HX + CLEARANCE                        # inner face of the back plate
 
 # Reward weights: reach (<= 1) + grasp (1) + opening progress (<= 2) stays below SUCCESS_REWARD.
 PROGRESS_WEIGHT = 2.0
 SUCCESS_REWARD = 5.0
-
-Vec3 = tuple[float, float, float]
-Box = tuple[Vec3, Vec3]  # (centre, half extents) of one box in its link frame
-
-CABINET_COLOR = (0.55, 0.42, 0.30, 1.0)
-DRAWER_COLOR = (0.80, 0.68, 0.50, 1.0)
-HANDLE_COLOR = (0.15, 0.15, 0.15, 1.0)
-
-
-def handle_half(scale: float) -> Vec3:
-    """Half extents of the fin handle at `scale` (all three scale together)."""
-    hx, hy, hz = layout.HANDLE_HALF
-    return (hx * scale, hy * scale, hz * scale)
-
-
-def handle_offset(scale: float) -> Vec3:
-    """The handle centre in the drawer link frame: in front of the drawer's front face by
-    its own half length (so its back face touches the drawer), HANDLE_Z_BELOW_TOP below the
-    drawer's top face, centred in y. Only x depends on the scale: a bigger fin sticks out
-    further but stays at the same height."""
-    return (-HX - layout.HANDLE_HALF[0] * scale, 0.0, HZ - layout.HANDLE_Z_BELOW_TOP)
 
 
 def _add_box(builder: LinkBuilder, centre: Sequence[float], half: Sequence[float], color: Sequence[float],
@@ -90,43 +59,6 @@ def _add_box(builder: LinkBuilder, centre: Sequence[float], half: Sequence[float
     pose = sapien.Pose(p=list(centre))
     builder.add_box_collision(pose=pose, half_size=list(half), material=material, density=density)
     builder.add_box_visual(pose=pose, half_size=list(half), material=sapien.render.RenderMaterial(base_color=color))
-
-
-def _drawer_boxes(scale: float) -> list[Box]:
-    """(centre, half extents) of the drawer's boxes in its link frame, handle last.
-
-    The walls stand on the bottom plate and the side walls fit between the front and back
-    walls, so no two boxes overlap and density x volume is the link's true mass.
-    """
-    wall_hz = HZ - WALL / 2  # walls span from the bottom plate's top face to the drawer top
-    boxes = [
-        ((0.0, 0.0, -HZ + WALL / 2), (HX, HY, WALL / 2)),                # bottom
-        ((-HX + WALL / 2, 0.0, WALL / 2), (WALL / 2, HY, wall_hz)),      # front
-        ((HX - WALL / 2, 0.0, WALL / 2), (WALL / 2, HY, wall_hz)),       # back
-        ((0.0, HY - WALL / 2, WALL / 2), (HX - WALL, WALL / 2, wall_hz)),   # left
-        ((0.0, -HY + WALL / 2, WALL / 2), (HX - WALL, WALL / 2, wall_hz)),  # right
-    ]
-    boxes.append((handle_offset(scale), handle_half(scale)))
-    return boxes
-
-
-def _shell_boxes() -> list[Box]:
-    """(centre, half extents) of the cabinet shell's boxes in the cabinet frame.
-
-    The shell's front is flush with the closed drawer's front (x = -HX); it has no bottom
-    plate, the table is its floor.
-    """
-    depth_half = (SHELL_BACK_X + HX) / 2    # sides and top: from the front to the back plate
-    depth_mid = (SHELL_BACK_X - HX) / 2
-    outer_half_y = SHELL_INNER_HALF_Y + WALL
-    height = SHELL_INNER_TOP + WALL         # the back plate covers the top plate's edge
-    side_hz = SHELL_INNER_TOP / 2           # sides stand on the table, under the top plate
-    return [
-        ((depth_mid, 0.0, SHELL_INNER_TOP + WALL / 2), (depth_half, outer_half_y, WALL / 2)),          # top
-        ((depth_mid, SHELL_INNER_HALF_Y + WALL / 2, side_hz), (depth_half, WALL / 2, side_hz)),         # left
-        ((depth_mid, -SHELL_INNER_HALF_Y - WALL / 2, side_hz), (depth_half, WALL / 2, side_hz)),        # right
-        ((SHELL_BACK_X + WALL / 2, 0.0, height / 2), (WALL / 2, outer_half_y, height / 2)),           # back
-    ]
 
 
 @register_env(ENV_ID, max_episode_steps=50)
@@ -215,21 +147,21 @@ class OpenDrawerEnv(BaseEnv):
 
         shell = builder.create_link_builder()
         shell.set_name("cabinet")
-        for centre, half in _shell_boxes():
-            _add_box(shell, centre, half, CABINET_COLOR)
+        for centre, half in shell_boxes():
+            _add_box(shell, centre, half, SHELL_RGBA)
 
         # The drawer and its handle get their own material (a copy of the scene default),
         # so a friction shift applied to it does not leak to the robot or the table.
         default = physx.get_default_material()
         material = physx.PhysxMaterial(default.static_friction, default.dynamic_friction, default.restitution)
-        boxes = _drawer_boxes(scale)
+        boxes = drawer_boxes() + [(handle_offset(scale), handle_half(scale))]
         # One density for all boxes so the link weighs DRAWER_MASS whatever the handle size.
         volume = sum(8.0 * h[0] * h[1] * h[2] for _, h in boxes)
         density = layout.DRAWER_MASS / volume
         drawer = builder.create_link_builder(shell)
         drawer.set_name("drawer")
         for i, (centre, half) in enumerate(boxes):
-            color = HANDLE_COLOR if i == len(boxes) - 1 else DRAWER_COLOR
+            color = HANDLE_RGBA if i == len(boxes) - 1 else DRAWER_RGBA
             _add_box(drawer, centre, half, color, material=material, density=density)
         drawer.set_joint_name("drawer_slide")
         # A prismatic joint moves its child along the joint frame's +x. Turning that frame
