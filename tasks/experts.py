@@ -156,7 +156,7 @@ class PickCubeExpert(Expert):
 
 
 class StackCubeExpert(Expert):
-    """Pick cube A, carry it above cube B, lower it on top, let go and back off upwards."""
+    """Pick cube A, lift it clear, carry it above cube B, lower it on top, let go, back off."""
 
     grasp_steps = 6
     release_steps = 4
@@ -167,19 +167,22 @@ class StackCubeExpert(Expert):
         above = cube + torch.tensor([0.0, 0.0, 0.08])
         on_b = cube_b + torch.cat([torch.zeros(self.num_envs, 2), 2 * half + 0.002], dim=1)
         above_b = on_b + torch.tensor([0.0, 0.0, 0.05])
+        # Lift straight up before moving sideways: carried low, A clips B and shoves it away.
+        lifted = torch.cat([cube[:, :2], above_b[:, 2:]], dim=1)
         retreat = on_b + torch.tensor([0.0, 0.0, 0.08])
         phase = self.phase
         self._advance((phase == 0) & _reached(tcp, above, 0.015))
         self._advance((phase == 1) & _reached(tcp, cube, 0.008))
         self._advance((phase == 2) & (self.timer >= self.grasp_steps))
-        self._advance((phase == 3) & _reached(tcp, above_b, 0.012))
-        self._advance((phase == 4) & _reached(tcp, on_b, 0.006))
-        self._advance((phase == 5) & (self.timer >= self.release_steps))
-        lost = ((self.phase == 3) | (self.phase == 4)) & (torch.linalg.norm(cube - tcp, dim=1) > 0.03)
-        self._goto(lost, 0)
-        targets = torch.stack([above, cube, cube, above_b, on_b, on_b, retreat], dim=1)
-        target = targets[torch.arange(self.num_envs), self.phase.clamp(max=6)]
-        grip = torch.where((self.phase >= 2) & (self.phase <= 4), GRIP_CLOSED, GRIP_OPEN)
+        self._advance((phase == 3) & (tcp[:, 2] > lifted[:, 2] - 0.02))
+        self._advance((phase == 4) & _reached(tcp, above_b, 0.012))
+        self._advance((phase == 5) & _reached(tcp, on_b, 0.006))
+        self._advance((phase == 6) & (self.timer >= self.release_steps))
+        carrying = (self.phase >= 3) & (self.phase <= 5)
+        self._goto(carrying & (torch.linalg.norm(cube - tcp, dim=1) > 0.03), 0)
+        targets = torch.stack([above, cube, cube, lifted, above_b, on_b, on_b, retreat], dim=1)
+        target = targets[torch.arange(self.num_envs), self.phase.clamp(max=7)]
+        grip = torch.where((self.phase >= 2) & (self.phase <= 5), GRIP_CLOSED, GRIP_OPEN)
         return target, grip
 
 
