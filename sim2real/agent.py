@@ -1,0 +1,147 @@
+"""The agent: world model + imitation objective + optimisers; `act()` and `update(batch)`.
+
+One update (TD-MPC2's, with the reward head replaced by the objective):
+1. encode every observation of the mixed batch (expert half first) without gradients:
+   these are the consistency targets sg(h(s_{t+1}));
+2. encode s_0 with gradients and roll the latent dynamics through the batch's actions;
+3. loss = consistency_coef * L_cons + the objective's critic loss; one Adam step on the
+   encoder (lr scaled by enc_lr_scale), dynamics, Q ensemble and the objective's networks;
+4. a separate policy-prior step on the detached latents; then Polyak-update target Qs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from sim2real.buffer import SliceBatch
+from sim2real.config import PlannerConfig
+from sim2real.contract import Contract
+from sim2real.imitation import Objective
+from sim2real.imitation.base import LatentRollout
+from sim2real.planner import Planner
+from sim2real.world_model import WorldModel
+
+
+@dataclass
+class AgentConfig:
+    """Optimisation settings (TD-MPC2 / CDRED-WM defaults).
+
+    Args:
+        batch_size: slices per half of every update (expert and online: 2x this in all).
+        horizon: slice length in actions (H); also what the planner should use.
+        lr: Adam learning rate.
+        enc_lr_scale: the encoder's learning rate is lr times this.
+        grad_clip_norm: global gradient-norm clip.
+        rho: per-step decay of the horizon losses.
+        consistency_coef: weight of the latent consistency loss.
+    """
+
+    batch_size: int = 256
+    horizon: int = 3
+    lr: float = 3e-4
+    enc_lr_scale: float = 0.3
+    grad_clip_norm: float = 20.0
+    rho: float = 0.5
+    consistency_coef: float = 20.0
+
+
+class Agent:
+    """Acts with the planner and learns from mixed expert/online slices.
+
+    Args:
+        model: the world model.
+        objective: the reward-free objective (its reward drives planning and TD targets).
+        contract: observation/action contract (turns named features into encoder inputs).
+        cfg: optimisation settings.
+        planner_cfg: how to act.
+        discount: gamma (from the episode length).
+    """
+
+    def __init__(self, model: WorldModel, objective: Objective, contract: Contract, cfg: AgentConfig,
+                 planner_cfg: PlannerConfig, discount: float) -> None:
+        self.model, self.objective, self.contract = model, objective, contract
+        self.cfg, self.discount = cfg, discount
+        groups = [
+            {"params": model._encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
+            {"params": model._dynamics.parameters()},
+            {"params": model._Qs.parameters()},
+        ]
+        own = [p for p in objective.parameters() if p.requires_grad]
+        if own:
+            groups.append({"params": own})
+        self.optim = torch.optim.Adam(groups, lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5)
+        self.planner = Planner(model, objective.value_fn(discount), planner_cfg)
+
+    # ---- acting --------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], explore: bool = False) -> torch.Tensor:
+        """Named observation features [N, ...] -> actions [N, A] (planner or policy prior)."""
+        inputs = self.contract.model_inputs({k: v.to(self._device) for k, v in obs.items()})
+        return self.planner.act(inputs, explore=explore)
+
+    def reset(self, env_mask: torch.Tensor | None = None) -> None:
+        """New episodes: forget the planner's warm start (all envs or where env_mask is True)."""
+        self.planner.reset(env_mask)
+
+    # ---- learning -------------------------------------------------------------------------
+    def encode_batch(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Features [T, N, ...] -> latents [T, N, L] (time folded into the batch for one pass)."""
+        steps, n = next(iter(obs.values())).shape[:2]
+        flat = {k: v.reshape(steps * n, *v.shape[2:]) for k, v in obs.items()}
+        return self.model.encode(self.contract.model_inputs(flat)).reshape(steps, n, -1)
+
+    def update(self, batch: SliceBatch, num_expert: int) -> dict[str, float]:
+        """One gradient step on a mixed batch whose first `num_expert` slices are expert slices."""
+        self.model.train()
+        cfg = self.cfg
+        horizon = batch.actions.shape[0]
+        with torch.no_grad():
+            next_z = self.encode_batch({k: v[1:] for k, v in batch.obs.items()})
+        z = self.encode_batch({k: v[:1] for k, v in batch.obs.items()})[0]
+        zs = [z]
+        consistency = torch.zeros((), device=z.device)
+        for t in range(horizon):
+            z = self.model.next(z, batch.actions[t])
+            consistency = consistency + cfg.rho ** t * F.mse_loss(z, next_z[t])
+            zs.append(z)
+        consistency = consistency / horizon
+        rollout = LatentRollout(zs=torch.stack(zs), next_z=next_z, actions=batch.actions,
+                                terminated=batch.terminated, num_expert=num_expert, rho=cfg.rho,
+                                discount=self.discount)
+        critic_loss, metrics = self.objective.critic_loss(self.model, rollout)
+        loss = cfg.consistency_coef * consistency + critic_loss
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for g in self.optim.param_groups for p in g["params"]], cfg.grad_clip_norm)
+        self.optim.step()
+
+        pi_loss, pi_metrics = self.objective.policy_loss(self.model, rollout.zs.detach(), cfg.rho)
+        self.pi_optim.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model._pi.parameters(), cfg.grad_clip_norm)
+        self.pi_optim.step()
+        self.model.update_target_Q()
+        return {"consistency_loss": float(consistency.detach()), "total_loss": float(loss.detach()),
+                "grad_norm": float(grad_norm),
+                "pi_loss": float(pi_loss.detach()), **metrics, **pi_metrics}
+
+    # ---- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs besides the model weights (in the checkpoint itself)."""
+        return {"objective": self.objective.state_dict(), "optim": self.optim.state_dict(),
+                "pi_optim": self.pi_optim.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.objective.load_state_dict(state["objective"])
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device

@@ -1,0 +1,391 @@
+"""Stage 1: reward-free online imitation pretraining in simulation.
+
+The loop interleaves acting and learning as TD-MPC2 does: `seed_steps` env steps of
+uniform random actions, then one burst of `seed_steps` updates, then `utd_ratio` updates
+per env step, each on a batch of `batch_size` expert slices + `batch_size` online slices.
+The environment reward is never used for learning; it is logged next to the learned
+reward, with their correlation, for diagnosis only.
+
+Everything a run produces goes under `out_dir`: `metrics.csv` (one row per log/eval point),
+`eval.csv`, checkpoints (`checkpoints/step_<n>.pt`, `checkpoints/last.pt`, atomic), and
+the online buffer when `save_buffer` is set. `resume=true` continues from `last.pt`:
+step and update counts, optimisers, RNG states and (if saved) the online buffer.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from hydra.core.config_store import ConfigStore
+
+from sim2real.agent import Agent, AgentConfig
+from sim2real.buffer import EpisodeBuffer, cat_batches, expert_buffer
+from sim2real.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from sim2real.config import ModelConfig, PlannerConfig
+from sim2real.data import Episode, read_dataset
+from sim2real.device import resolve_device
+from sim2real.imitation import make_objective
+from sim2real.planner import discount_from_episode_length
+from sim2real.world_model import WorldModel
+
+
+@dataclass
+class LoopConfig:
+    """The pretraining loop (what `scripts/pretrain.py` adds to task, domain, model, planner, objective).
+
+    Args:
+        backend: "maniskill" or "mujoco".
+        num_envs: parallel training envs.
+        steps: env steps to train for (all envs together).
+        seed_steps: random-action steps before learning; 0 means max(1000, 5 * episode_length).
+        utd_ratio: gradient updates per env step after the seed phase.
+        buffer_size: online buffer capacity in transitions.
+        demos: expert demo file (our HDF5); empty means data/<task>_<backend>_source.h5. A
+            missing file is collected with the scripted expert first.
+        num_demos: how many of the file's episodes to imitate.
+        eval_every / eval_episodes: evaluation period (env steps) and episodes per evaluation.
+        checkpoint_every: checkpoint period (env steps); a final one is always written.
+        log_every: metrics.csv period (env steps).
+        resume: continue from out_dir/checkpoints/last.pt.
+        save_buffer: store the online buffer with every checkpoint (exact resume).
+        seed: seeds torch, numpy, random and the envs.
+        device: "auto", "cpu" or "cuda".
+        out_dir: where everything is written ("" = the current directory).
+    """
+
+    backend: str = "maniskill"
+    num_envs: int = 1
+    steps: int = 20_000
+    seed_steps: int = 0
+    utd_ratio: float = 1.0
+    buffer_size: int = 100_000
+    demos: str = ""
+    num_demos: int = 25
+    eval_every: int = 2_500
+    eval_episodes: int = 10
+    checkpoint_every: int = 5_000
+    log_every: int = 500
+    resume: bool = False
+    save_buffer: bool = False
+    seed: int = 1
+    device: str = "auto"
+    out_dir: str = ""
+
+
+@dataclass
+class PretrainConfig(LoopConfig):
+    """`scripts/pretrain.py`: the loop settings above plus the groups task/, domain/, model/,
+    planner/, objective/ and the agent's optimisation settings (`agent.batch_size=...`).
+
+    task, domain and objective hold a TaskConfig, DomainParams and CdredConfig/IqConfig
+    (typed loosely here so that this module does not import the task package).
+    """
+
+    task: Any = None
+    domain: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    objective: Any = None
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+
+ConfigStore.instance().store(name="pretrain_schema", node=PretrainConfig)
+
+
+@dataclass
+class EvalResult:
+    env_steps: int
+    updates: int
+    wall_s: float
+    success_once: float
+    success_at_end: float
+    env_return: float
+
+
+class CsvLog:
+    """Append-only CSV whose columns are fixed by the first row ever written (kept across resumes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.exists() and path.stat().st_size:
+            with open(path, newline="") as f:
+                self.fields = next(csv.reader(f))
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore", restval="")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class EpisodeRecorder:
+    """Collects each env's transitions and cuts them into `Episode`s when the env is done."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        self.frames: list[list[dict[str, torch.Tensor]]] = [[] for _ in range(num_envs)]
+        self.actions: list[list[torch.Tensor]] = [[] for _ in range(num_envs)]
+        self.rewards: list[list[torch.Tensor]] = [[] for _ in range(num_envs)]
+        self.success: list[list[bool]] = [[] for _ in range(num_envs)]
+
+    def start(self, obs: dict[str, torch.Tensor], success: torch.Tensor, env_mask: torch.Tensor) -> None:
+        for i in env_mask.nonzero().flatten().tolist():
+            self.frames[i] = [{k: v[i].cpu() for k, v in obs.items()}]
+            self.actions[i], self.rewards[i], self.success[i] = [], [], [bool(success[i])]
+
+    def step(self, action: torch.Tensor, obs: dict[str, torch.Tensor], reward: torch.Tensor,
+             success: torch.Tensor) -> None:
+        for i in range(self.num_envs):
+            self.frames[i].append({k: v[i].cpu() for k, v in obs.items()})
+            self.actions[i].append(action[i].cpu().float())
+            self.rewards[i].append(reward[i].cpu().float())
+            self.success[i].append(bool(success[i]))
+
+    def finish(self, i: int) -> Episode:
+        obs = {k: torch.stack([f[k] for f in self.frames[i]]) for k in self.frames[i][0]}
+        return Episode(obs=obs, actions=torch.stack(self.actions[i]), success=torch.tensor(self.success[i]),
+                       rewards=torch.stack(self.rewards[i]))
+
+
+def _demo_path(cfg: LoopConfig, task: str) -> str:
+    return cfg.demos or f"data/{task}_{cfg.backend}_source.h5"
+
+
+def load_demos(cfg: LoopConfig, task_cfg: Any, contract: Any, say: Callable[[str], None]) -> list[Episode]:
+    """The expert episodes, collected with the scripted expert first if the file is missing."""
+    path = _demo_path(cfg, task_cfg.name)
+    if not Path(path).exists():
+        from tasks.collect import CollectConfig, collect_demos
+        say(f"demo file {path} not found: collecting {cfg.num_demos} episodes with the scripted expert")
+        collect_demos(CollectConfig(task=task_cfg, backend=cfg.backend, episodes=cfg.num_demos, seed=10_000,
+                                    out=path))
+    _, episodes = read_dataset(path, expect_contract=contract)
+    if len(episodes) < cfg.num_demos:
+        say(f"{path} holds {len(episodes)} episodes; using all of them (num_demos={cfg.num_demos})")
+    return episodes[:cfg.num_demos]
+
+
+def state_statistics(episodes: list[Episode], contract: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of the encoder's state vector over the demos."""
+    states = torch.cat([contract.model_inputs(e.obs)["state"] for e in episodes])
+    return states.mean(0), states.std(0)
+
+
+def evaluate(agent: Agent, env: Any, episodes: int, seed: int) -> tuple[float, float, float]:
+    """(success_once, success_at_end, mean env return) over `episodes` fresh episodes, planning without noise."""
+    agent.model.eval()
+    once, end, returns = [], [], []
+    batch = 0
+    while len(end) < episodes:
+        obs, info = env.reset(seed=seed + batch * env.num_envs)
+        agent.reset()
+        solved = info["success"].clone()
+        ret = torch.zeros(env.num_envs)
+        for _ in range(env.episode_length):
+            obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+            solved |= info["success"]
+            ret += reward.cpu()
+        once += solved.tolist()
+        end += info["success"].tolist()
+        returns += ret.tolist()
+        batch += 1
+    agent.model.train()
+    return (sum(once[:episodes]) / episodes, sum(end[:episodes]) / episodes,
+            sum(returns[:episodes]) / episodes)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+            "numpy_pos": int(np.random.get_state()[2]), "random": repr(random.getstate())}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate(eval(state["random"]))  # noqa: S307 (our own repr of a tuple of ints)
+
+
+def _pearson(x: list[float], y: list[float]) -> float:
+    if len(x) < 2:
+        return float("nan")
+    a, b = torch.tensor(x), torch.tensor(y)
+    a, b = a - a.mean(), b - b.mean()
+    denom = a.norm() * b.norm()
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None = None) -> list[EvalResult]:
+    """Run stage 1 and return the evaluation history (also written to eval.csv)."""
+    task_cfg, domain, model_cfg, planner_cfg = cfg.task, cfg.domain, cfg.model, cfg.planner
+    objective_cfg, agent_cfg = cfg.objective, cfg.agent
+    import tasks
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console()
+    out = Path(cfg.out_dir or ".")
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    env = tasks.make_env(task_cfg, backend=cfg.backend, num_envs=cfg.num_envs, domain=domain)
+    eval_env = tasks.make_env(task_cfg, backend=cfg.backend, num_envs=1, domain=domain)
+    contract = env.contract
+    demos = load_demos(cfg, task_cfg, contract, console.print)
+    horizon = agent_cfg.horizon
+    expert = expert_buffer(demos, horizon, device=device)
+    online = EpisodeBuffer(cfg.buffer_size, horizon, device=device)
+    discount = discount_from_episode_length(env.episode_length)
+    seed_steps = cfg.seed_steps or max(1000, 5 * env.episode_length)
+
+    model = WorldModel(model_cfg, contract.model_obs_shapes(), contract.action_dim)
+    if "state" in contract.model_obs_shapes():
+        model.set_state_normalization(*state_statistics(demos, contract))
+    model.to(device)
+    objective = make_objective(objective_cfg, model).to(device)
+    agent = Agent(model, objective, contract, agent_cfg, planner_cfg, discount)
+
+    step = updates = 0
+    history: list[EvalResult] = []
+    last = out / "checkpoints" / "last.pt"
+    if cfg.resume and last.exists():
+        ckpt = load_checkpoint(last, expect_contract=contract)
+        model.load_state_dict(ckpt.model_state)
+        agent.load_state_dict(ckpt.extra["agent"])
+        step, updates = int(ckpt.extra["step"]), int(ckpt.extra["updates"])
+        history = [EvalResult(**h) for h in ckpt.extra["history"]]
+        if "online_buffer" in ckpt.extra:
+            online.load_state_dict(ckpt.extra["online_buffer"])
+        _set_rng_state(ckpt.extra["rng"])
+        console.print(f"resumed from {last} at env step {step} ({updates} updates, "
+                      f"{online.num_episodes} online episodes)")
+    elif cfg.resume:
+        console.print(f"resume=true but {last} does not exist: starting from scratch")
+
+    console.print(f"pretrain task={task_cfg.name} backend={cfg.backend} objective={objective.name} "
+                  f"model={model_cfg.name} params={model.describe()['total']} demos={len(demos)} "
+                  f"gamma={discount:.3f} seed_steps={seed_steps} device={device}")
+
+    def save(tag: str) -> None:
+        extra: dict[str, Any] = {"agent": agent.state_dict(), "step": step, "updates": updates,
+                                 "history": [asdict(h) for h in history], "rng": _rng_state(),
+                                 "objective_config": asdict(objective_cfg), "stage": "pretrain",
+                                 "task": task_cfg.name, "backend": cfg.backend}
+        if cfg.save_buffer:
+            extra["online_buffer"] = online.state_dict()
+        ckpt = make_checkpoint(model, contract, extra)
+        save_checkpoint(out / "checkpoints" / f"{tag}.pt", ckpt)
+        save_checkpoint(last, ckpt)
+
+    metrics_log, eval_log = CsvLog(out / "metrics.csv"), CsvLog(out / "eval.csv")
+    start = time.perf_counter()
+    wall_offset = history[-1].wall_s if history else 0.0
+    recorder = EpisodeRecorder(env.num_envs)
+    # Every reset is seeded by the count of episode batches started, so a resumed run meets
+    # the same initial states as an uninterrupted one (checkpoints fall on episode ends).
+    episode_batches = int(step // (env.episode_length * env.num_envs))
+    obs, info = env.reset(seed=cfg.seed * 100_003 + episode_batches * env.num_envs)
+    agent.reset()
+    recorder.start(obs, info["success"], torch.ones(env.num_envs, dtype=torch.bool))
+    last_metrics: dict[str, float] = {}
+    # (env reward, learned reward) of recent transitions: diagnosis only, never a training signal.
+    reward_pairs: deque[tuple[float, float]] = deque(maxlen=5000)
+    next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
+    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    next_log = (step // cfg.log_every + 1) * cfg.log_every
+
+    def run_eval() -> None:
+        success_once, success_end, ret = evaluate(agent, eval_env, cfg.eval_episodes, seed=1_000_000)
+        result = EvalResult(step, updates, wall_offset + time.perf_counter() - start, success_once, success_end, ret)
+        history.append(result)
+        eval_log.write(asdict(result))
+        if on_eval is not None:
+            on_eval(result)
+
+    with Progress(TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        bar = progress.add_task("pretrain", total=cfg.steps, completed=step, status="")
+        while step < cfg.steps:
+            learning = updates > 0
+            if step < seed_steps:
+                action = torch.rand(env.num_envs, env.action_dim) * 2 - 1
+            else:
+                action = agent.act(obs, explore=True).cpu()
+            if learning:
+                with torch.no_grad():
+                    z = agent.encode_batch({k: v.unsqueeze(0).to(device) for k, v in obs.items()})[0]
+                    learned = objective.reward(model, z, action.to(device)).flatten().cpu()
+            obs, reward, terminated, truncated, info = env.step(action.to(env.device))
+            recorder.step(action, obs, reward, info["success"])
+            if learning:
+                reward_pairs.extend(zip(reward.cpu().tolist(), learned.tolist()))
+            step += env.num_envs
+            done = terminated | truncated
+            if done.any():
+                for i in done.nonzero().flatten().tolist():
+                    episode = recorder.finish(i)
+                    # An episode shorter than the horizon holds no full training slice.
+                    if episode.length >= online.horizon:
+                        online.add(episode, terminated=bool(terminated[i]))
+                episode_batches += 1
+                obs, info = env.reset(seed=cfg.seed * 100_003 + episode_batches * env.num_envs, env_mask=done)
+                agent.reset(done)
+                recorder.start(obs, info["success"], done)
+
+            if step >= seed_steps and len(online) > 0:
+                burst = seed_steps if updates == 0 else 0
+                todo = burst or max(1, round(cfg.utd_ratio * env.num_envs))
+                for _ in range(todo):
+                    half = agent_cfg.batch_size
+                    batch = cat_batches(expert.sample(half), online.sample(half))
+                    last_metrics = agent.update(batch, num_expert=half)
+                    updates += 1
+
+            progress.update(bar, completed=min(step, cfg.steps),
+                            status=f"updates {updates} | {_status(last_metrics, history)}")
+            if step >= next_log and last_metrics:  # columns are fixed once learning has started
+                next_log += cfg.log_every
+                env_r, learned_r = zip(*reward_pairs) if reward_pairs else ((), ())
+                metrics_log.write({"env_steps": step, "updates": updates,
+                                   "wall_s": round(wall_offset + time.perf_counter() - start, 2),
+                                   "env_reward": sum(env_r) / max(len(env_r), 1),
+                                   "learned_reward": sum(learned_r) / max(len(learned_r), 1),
+                                   "reward_corr": _pearson(list(env_r), list(learned_r)), **last_metrics})
+            if step >= next_eval:
+                next_eval += cfg.eval_every
+                run_eval()
+            if step >= next_ckpt:
+                next_ckpt += cfg.checkpoint_every
+                save(f"step_{step}")
+        if not history or history[-1].env_steps != step:
+            run_eval()
+        save(f"step_{step}")
+    env.close()
+    eval_env.close()
+    return history
+
+
+def _status(metrics: dict[str, float], history: list[EvalResult]) -> str:
+    parts = []
+    if history:
+        parts.append(f"success {history[-1].success_at_end:.2f}")
+    for key in ("consistency_loss", "q_loss", "iq_loss", "reward_expert", "reward_online"):
+        if key in metrics and math.isfinite(metrics[key]):
+            parts.append(f"{key} {metrics[key]:.3g}")
+    return " | ".join(parts)

@@ -1,0 +1,100 @@
+"""The stage-1 loop end to end on MuJoCo, tiny settings: runs, checkpoints, resumes exactly."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mujoco")
+
+from sim2real.checkpoint import load_checkpoint  # noqa: E402
+from sim2real.config import load_preset  # noqa: E402
+from sim2real.data import DatasetError  # noqa: E402
+from sim2real.imitation import CONFIGS  # noqa: E402
+from sim2real.pretrain import PretrainConfig, pretrain  # noqa: E402
+from sim2real.config import ModelConfig, PlannerConfig  # noqa: E402
+from tasks.collect import CollectConfig, collect_demos  # noqa: E402
+from tasks.domain import DomainParams  # noqa: E402
+from tasks.spec import TaskConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_run(out: Path, demos: Path, steps: int, objective: str = "cdred", resume: bool = False) -> PretrainConfig:
+    model = load_preset("model", "tiny", ModelConfig)
+    model.latent_dim, model.enc_dim, model.mlp_dim = 32, 32, 32
+    planner = load_preset("planner", "policy", PlannerConfig)
+    cfg = PretrainConfig(backend="mujoco", steps=steps, seed_steps=100, demos=str(demos), num_demos=2,
+                         eval_every=100, eval_episodes=1, checkpoint_every=100, log_every=50, resume=resume,
+                         save_buffer=True, seed=3, out_dir=str(out),
+                         task=TaskConfig(name="push_cube", episode_length=20), domain=DomainParams(),
+                         model=model, planner=planner,
+                         objective=load_preset("objective", objective, CONFIGS[objective]))
+    cfg.objective.__dict__.update({k: 32 for k in ("rnd_dim", "reward_mlp_dim") if hasattr(cfg.objective, k)})
+    cfg.agent.batch_size = 8
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("demos") / "push.h5"
+    collect_demos(CollectConfig(task=TaskConfig(name="push_cube", episode_length=20), backend="mujoco",
+                                episodes=2, out=str(path)))
+    return path
+
+
+@pytest.mark.parametrize("objective", ["cdred", "iq"])
+def test_pretrain_runs_logs_and_checkpoints(tmp_path, demos, objective):
+    history = pretrain(small_run(tmp_path, demos, 200, objective))
+    assert [h.env_steps for h in history] == [100, 200]
+    assert history[-1].updates == 100 + 100  # the seed burst, then one update per env step
+    assert (tmp_path / "eval.csv").read_text().count("\n") == 3
+    assert "reward_corr" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt.extra["step"] == 200 and ckpt.extra["stage"] == "pretrain"
+    assert any("target" in k for k in ckpt.extra["agent"]["objective"]) or objective == "iq"
+
+
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path, demos):
+    straight = pretrain(small_run(tmp_path / "straight", demos, 300))
+    pretrain(small_run(tmp_path / "split", demos, 200))
+    resumed = pretrain(small_run(tmp_path / "split", demos, 300, resume=True))
+    assert [h.env_steps for h in resumed] == [100, 200, 300]
+    assert resumed[-1].updates == straight[-1].updates
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt").model_state
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt").model_state
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, demos):
+    pretrain(small_run(tmp_path, demos, 100))
+    last = tmp_path / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    # A writer killed mid-save leaves only its temp file behind; last.pt is untouched.
+    code = ("import os, torch, sim2real.checkpoint as c\n"
+            "real = torch.save\n"
+            "def dying_save(obj, f, *a, **k):\n"
+            "    f.write(b'partial'); f.flush(); os._exit(9)\n"
+            "torch.save = dying_save\n"
+            f"ck = c.load_checkpoint({str(last)!r})\n"
+            f"c.save_checkpoint({str(last)!r}, ck)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert run.returncode == 9
+    assert last.read_bytes() == before
+    assert load_checkpoint(last).extra["step"] == 100
+
+
+def test_a_demo_file_for_another_contract_is_refused(tmp_path, demos):
+    cfg = small_run(tmp_path, demos, 100)
+    cfg.task = TaskConfig(name="push_cube", episode_length=20, control_mode="pd_joint_delta_pos")
+    with pytest.raises(DatasetError, match="push.h5.*action_dim 4 in dataset, 8"):
+        pretrain(cfg)
+
+
+def test_missing_demos_are_collected_with_the_expert_first(tmp_path):
+    cfg = small_run(tmp_path, tmp_path / "new_demos.h5", 100)
+    pretrain(cfg)
+    assert (tmp_path / "new_demos.h5").exists()
