@@ -15,6 +15,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import sim2real.imitation  # noqa: F401  (registers the objective/ schemas)
+import tasks.domain  # noqa: F401  (registers domain/schema)
+import tasks.spec  # noqa: F401  (registers task/schema)
 from sim2real.config import CONFIG_DIR, to_dataclass
 from sim2real.pretrain import PretrainConfig
 
