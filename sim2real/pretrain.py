@@ -210,13 +210,19 @@ def evaluate(agent: Agent, env: Any, episodes: int, seed: int) -> tuple[float, f
 
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-            "numpy_pos": int(np.random.get_state()[2]), "random": repr(random.getstate())}
+            "numpy_pos": int(np.random.get_state()[2]), "random": _python_rng_state()}
+
+
+def _python_rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    return {"version": version, "internal": list(internal), "gauss": gauss}
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
-    random.setstate(eval(state["random"]))  # noqa: S307 (our own repr of a tuple of ints)
+    py = state["random"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
 
 
 def _pearson(x: list[float], y: list[float]) -> float:

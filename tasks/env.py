@@ -27,7 +27,7 @@ import torch
 
 from sim2real.contract import Contract
 from tasks.domain import ActionDelay, DomainParams
-from tasks.spec import CONTROL_MODES, TaskSpec, state_features, task_contract, task_spec
+from tasks.spec import CONTROL_MODES, TaskSpec, task_contract, task_spec
 
 Obs = dict[str, torch.Tensor]
 
@@ -199,9 +199,4 @@ class TaskEnv(abc.ABC):
                                    f"{tuple(x.shape)}, contract says [{self.num_envs}, {feature.shape}]")
             obs[name] = x
         return obs
-
-
-def expected_state_shapes(task: str) -> dict[str, tuple[int, ...]]:
-    """Per-step shapes of every state feature of `task` (what `_state()` must return)."""
-    return {name: f.shape for name, f in state_features(task).items()}
 
