@@ -31,7 +31,7 @@ from sim2real.agent import Agent, AgentConfig
 from sim2real.buffer import EpisodeBuffer, cat_batches, expert_buffer
 from sim2real.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from sim2real.config import ModelConfig, PlannerConfig
-from sim2real.data import Episode, read_dataset
+from sim2real.data import Episode, EpisodeRecorder, read_dataset
 from sim2real.device import resolve_device
 from sim2real.imitation import make_objective
 from sim2real.planner import discount_from_episode_length
@@ -130,35 +130,6 @@ class CsvLog:
             if new:
                 writer.writeheader()
             writer.writerow(row)
-
-
-class EpisodeRecorder:
-    """Collects each env's transitions and cuts them into `Episode`s when the env is done."""
-
-    def __init__(self, num_envs: int) -> None:
-        self.num_envs = num_envs
-        self.frames: list[list[dict[str, torch.Tensor]]] = [[] for _ in range(num_envs)]
-        self.actions: list[list[torch.Tensor]] = [[] for _ in range(num_envs)]
-        self.rewards: list[list[torch.Tensor]] = [[] for _ in range(num_envs)]
-        self.success: list[list[bool]] = [[] for _ in range(num_envs)]
-
-    def start(self, obs: dict[str, torch.Tensor], success: torch.Tensor, env_mask: torch.Tensor) -> None:
-        for i in env_mask.nonzero().flatten().tolist():
-            self.frames[i] = [{k: v[i].cpu() for k, v in obs.items()}]
-            self.actions[i], self.rewards[i], self.success[i] = [], [], [bool(success[i])]
-
-    def step(self, action: torch.Tensor, obs: dict[str, torch.Tensor], reward: torch.Tensor,
-             success: torch.Tensor) -> None:
-        for i in range(self.num_envs):
-            self.frames[i].append({k: v[i].cpu() for k, v in obs.items()})
-            self.actions[i].append(action[i].cpu().float())
-            self.rewards[i].append(reward[i].cpu().float())
-            self.success[i].append(bool(success[i]))
-
-    def finish(self, i: int) -> Episode:
-        obs = {k: torch.stack([f[k] for f in self.frames[i]]) for k in self.frames[i][0]}
-        return Episode(obs=obs, actions=torch.stack(self.actions[i]), success=torch.tensor(self.success[i]),
-                       rewards=torch.stack(self.rewards[i]))
 
 
 def _demo_path(cfg: LoopConfig, task: str) -> str:

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 import torch
 from hydra.core.config_store import ConfigStore
 
-from sim2real.data import Episode
+from sim2real.data import Episode, EpisodeRecorder
 from tasks.domain import DomainParams
 from tasks.env import TaskEnv
 from tasks.experts import Expert
@@ -60,31 +60,22 @@ def expert_episodes(env: TaskEnv, expert: Expert, episodes: int, seed: int = 0,
         on_step: called after every control step (e.g. to advance a progress bar).
     """
     n = env.num_envs
+    recorder = EpisodeRecorder(n)
     done = 0
     batch = 0
     while done < episodes:
         batch_seed = seed + batch * n
         obs, info = env.reset(seed=batch_seed)
         expert.reset()
-        frames = {k: [v.cpu()] for k, v in obs.items()}
-        successes = [info["success"].cpu()]
-        actions, rewards = [], []
+        recorder.start(obs, info["success"], torch.ones(n, dtype=torch.bool))
         for _ in range(env.episode_length):
             action = expert.act(env.privileged_obs())
             obs, reward, _, _, info = env.step(action)
-            for k, v in obs.items():
-                frames[k].append(v.cpu())
-            actions.append(action.cpu().float())
-            rewards.append(reward.cpu().float())
-            successes.append(info["success"].cpu())
+            recorder.step(action, obs, reward, info["success"])
             if on_step is not None:
                 on_step()
-        stacked = {k: torch.stack(v, dim=1) for k, v in frames.items()}  # [N, T+1, ...]
-        act, rew, succ = torch.stack(actions, 1), torch.stack(rewards, 1), torch.stack(successes, 1).bool()
         for i in range(min(n, episodes - done)):
-            yield Episode(obs={k: v[i].clone() for k, v in stacked.items()}, actions=act[i].clone(),
-                          success=succ[i].clone(), rewards=rew[i].clone(), seed=batch_seed + i,
-                          meta={"domain": env.env_domains[i].values()})
+            yield recorder.finish(i, seed=batch_seed + i, meta={"domain": env.env_domains[i].values()})
         done += n
         batch += 1
 

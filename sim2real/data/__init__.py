@@ -5,8 +5,9 @@
 """
 
 from sim2real.data.episode import DatasetError, Episode, EpisodeStats, Moments
+from sim2real.data.recorder import EpisodeRecorder
 from sim2real.data.hdf5 import (DatasetMetadata, DatasetSummary, DatasetWriter, inspect_dataset, iter_episodes,
                                 read_dataset, read_metadata, write_dataset)
 
-__all__ = ["DatasetError", "DatasetMetadata", "DatasetSummary", "DatasetWriter", "Episode", "EpisodeStats",
+__all__ = ["DatasetError", "DatasetMetadata", "DatasetSummary", "DatasetWriter", "Episode", "EpisodeRecorder", "EpisodeStats",
            "Moments", "inspect_dataset", "iter_episodes", "read_dataset", "read_metadata", "write_dataset"]
