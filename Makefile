@@ -11,9 +11,9 @@ install:
 demo: install
 	$(PY) scripts/toy_latent.py
 
-# The tests exercise both simulators, so they install both extras.
+# The tests exercise both simulators and the ROS 2 bridge, so they install those extras.
 test:
-	scripts/install.sh dev,maniskill,mujoco
+	scripts/install.sh dev,maniskill,mujoco,ros
 	$(PY) -m pytest -m "not slow"
 
 bench: install
