@@ -15,32 +15,21 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import sim2real.imitation  # noqa: F401  (registers the objective/ schemas)
-import tasks.domain  # noqa: F401  (registers domain/schema)
-import tasks.spec  # noqa: F401  (registers task/schema)
-from sim2real.config import CONFIG_DIR, to_dataclass
-from sim2real.pretrain import PretrainConfig
+from sim2real.config import CONFIG_DIR
+from sim2real.pretrain import register_schemas
+
+register_schemas()
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="pretrain", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from sim2real.imitation import CONFIGS
-    from sim2real.pretrain import pretrain
-    from tasks.domain import DomainParams
-    from tasks.spec import TaskConfig
+    from sim2real.pretrain import eval_line, pretrain, pretrain_config
 
-    run = to_dataclass(cfg, PretrainConfig)
-    run.task = to_dataclass(cfg.task, TaskConfig)
-    run.domain = to_dataclass(cfg.domain, DomainParams)
-    run.objective = to_dataclass(cfg.objective, CONFIGS[cfg.objective.name])
+    run = pretrain_config(cfg)
     run.out_dir = run.out_dir or HydraConfig.get().runtime.output_dir
-
-    def report(r):
-        print(f"pretrain task={run.task.name} objective={run.objective.name} model={run.model.name} "
-              f"env_steps={r.env_steps} updates={r.updates} wall_s={r.wall_s:.1f} success={r.success_at_end:.2f}",
-              flush=True)
-
-    pretrain(run, on_eval=report)
+    result = pretrain(run, on_eval=lambda r: print(eval_line(run, r), flush=True))
+    print(f"throughput env_steps_per_s={result.env_steps_per_s:.1f} updates_per_s={result.updates_per_s:.2f} "
+          f"out_dir={result.out_dir}", flush=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,15 @@ class AgentConfig:
         grad_clip_norm: global gradient-norm clip.
         rho: per-step decay of the horizon losses.
         consistency_coef: weight of the latent consistency loss.
+        bc_coef: weight of a behaviour-cloning term on the policy prior: the squared error
+            between its mean action and the expert's at the encoded expert observations of
+            every batch.
+            0 is TD-MPC2/CDRED-WM's prior (pure max-Q); IQ-MPC exposes the same term as
+            `reg_coef`. With few demos and a CPU budget it gives the planner a prior that
+            already imitates while the critic is still learning.
+        pi_q_coef: weight of the objective's own prior loss (max Q, entropy). 1 with
+            bc_coef=0 is TD-MPC2's prior; early in training the Q of an imitation reward is
+            still noise, and a large weight pulls the prior off the expert's actions.
     """
 
     batch_size: int = 256
@@ -47,6 +56,8 @@ class AgentConfig:
     grad_clip_norm: float = 20.0
     rho: float = 0.5
     consistency_coef: float = 20.0
+    bc_coef: float = 0.0
+    pi_q_coef: float = 1.0
 
 
 class Agent:
@@ -102,7 +113,7 @@ class Agent:
         horizon = batch.actions.shape[0]
         with torch.no_grad():
             next_z = self.encode_batch({k: v[1:] for k, v in batch.obs.items()})
-        z = self.encode_batch({k: v[:1] for k, v in batch.obs.items()})[0]
+        z = z0 = self.encode_batch({k: v[:1] for k, v in batch.obs.items()})[0]
         zs = [z]
         consistency = torch.zeros((), device=z.device)
         for t in range(horizon):
@@ -115,6 +126,11 @@ class Agent:
                                 discount=self.discount)
         critic_loss, metrics = self.objective.critic_loss(self.model, rollout)
         loss = cfg.consistency_coef * consistency + critic_loss
+        if cfg.bc_coef > 0:
+            # Like TD-MPC2's reward head, the imitation term also shapes the encoder: the
+            # expert's action at s_0 must be readable from its latent. Only the encoder
+            # learns from this term (pi's gradients are cleared before its own step).
+            loss = loss + cfg.bc_coef * self._bc_loss(z0[:num_expert].unsqueeze(0), batch.actions[:1, :num_expert])
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -122,6 +138,14 @@ class Agent:
         self.optim.step()
 
         pi_loss, pi_metrics = self.objective.policy_loss(self.model, rollout.zs.detach(), cfg.rho)
+        pi_loss = cfg.pi_q_coef * pi_loss
+        if cfg.bc_coef > 0:
+            # The prior acts on encoded observations, so it clones the expert there: the
+            # encodings of s_0 .. s_{H-1}, not the dynamics' predictions of them.
+            encoded = torch.cat([rollout.zs[:1], next_z[:-1]]).detach()[:, :num_expert]
+            bc_loss = self._bc_loss(encoded, batch.actions[:, :num_expert])
+            pi_loss = pi_loss + cfg.bc_coef * bc_loss
+            pi_metrics["pi_bc_loss"] = float(bc_loss.detach())
         self.pi_optim.zero_grad(set_to_none=True)
         pi_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model._pi.parameters(), cfg.grad_clip_norm)
@@ -130,6 +154,14 @@ class Agent:
         return {"consistency_loss": float(consistency.detach()), "total_loss": float(loss.detach()),
                 "grad_norm": float(grad_norm),
                 "pi_loss": float(pi_loss.detach()), **metrics, **pi_metrics}
+
+    def _bc_loss(self, zs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """rho-weighted squared error between the prior's mean action at latents zs [H, E, L]
+        and the expert's actions [H, E, A]."""
+        _, info = self.model.pi(zs)
+        per_step = (info.mean - actions).pow(2).mean(dim=(1, 2))
+        weights = self.cfg.rho ** torch.arange(per_step.shape[0], device=per_step.device, dtype=per_step.dtype)
+        return (per_step * weights).mean()
 
     # ---- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

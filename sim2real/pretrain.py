@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +33,7 @@ from sim2real.checkpoint import load_checkpoint, make_checkpoint, save_checkpoin
 from sim2real.config import ModelConfig, PlannerConfig
 from sim2real.data import Episode, EpisodeRecorder, read_dataset
 from sim2real.device import resolve_device
+from sim2real.evaluate import evaluate_policy
 from sim2real.imitation import make_objective
 from sim2real.planner import discount_from_episode_length
 from sim2real.world_model import WorldModel
@@ -54,7 +55,9 @@ class LoopConfig:
         num_demos: how many of the file's episodes to imitate.
         eval_every / eval_episodes: evaluation period (env steps) and episodes per evaluation.
         checkpoint_every: checkpoint period (env steps); a final one is always written.
-        log_every: metrics.csv period (env steps).
+        log_every: metrics.csv / TensorBoard period (env steps).
+        eval_video: write an MP4 of the first evaluation episode at every evaluation
+            (videos/eval_<env_steps>.mp4) when the backend renders.
         resume: continue from out_dir/checkpoints/last.pt.
         save_buffer: store the online buffer with every checkpoint (exact resume).
         seed: seeds torch, numpy, random and the envs.
@@ -74,6 +77,7 @@ class LoopConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 5_000
     log_every: int = 500
+    eval_video: bool = True
     resume: bool = False
     save_buffer: bool = False
     seed: int = 1
@@ -101,6 +105,28 @@ class PretrainConfig(LoopConfig):
 ConfigStore.instance().store(name="pretrain_schema", node=PretrainConfig)
 
 
+def register_schemas() -> None:
+    """Register every structured schema `configs/pretrain.yaml` composes (task/, domain/,
+    objective/); call before Hydra composes it."""
+    import sim2real.imitation  # noqa: F401
+    import tasks.domain  # noqa: F401
+    import tasks.spec  # noqa: F401
+
+
+def pretrain_config(cfg: Any) -> PretrainConfig:
+    """A composed `pretrain` DictConfig -> PretrainConfig with typed task, domain and objective."""
+    from sim2real.config import to_dataclass
+    from sim2real.imitation import CONFIGS
+    from tasks.domain import DomainParams
+    from tasks.spec import TaskConfig
+
+    run = to_dataclass(cfg, PretrainConfig)
+    run.task = to_dataclass(cfg.task, TaskConfig)
+    run.domain = to_dataclass(cfg.domain, DomainParams)
+    run.objective = to_dataclass(cfg.objective, CONFIGS[cfg.objective.name])
+    return run
+
+
 @dataclass
 class EvalResult:
     env_steps: int
@@ -109,6 +135,43 @@ class EvalResult:
     success_once: float
     success_at_end: float
     env_return: float
+
+
+@dataclass
+class PretrainRun:
+    """What `pretrain` returns: the evaluation history and where the time went.
+
+    Attributes:
+        act_s / env_s / update_s / eval_s: wall seconds spent choosing actions, stepping
+            the envs, in gradient updates and in evaluations (this process only: a resumed
+            run counts from its restart).
+    """
+
+    history: list[EvalResult]
+    env_steps: int
+    updates: int
+    act_s: float
+    env_s: float
+    update_s: float
+    eval_s: float
+    out_dir: str
+    env_steps_this_process: int = 0
+    updates_this_process: int = 0
+
+    @property
+    def env_steps_per_s(self) -> float:
+        """Env steps per second of acting + stepping (learning and evaluation excluded)."""
+        return self.env_steps_this_process / max(self.act_s + self.env_s, 1e-9)
+
+    @property
+    def updates_per_s(self) -> float:
+        return self.updates_this_process / max(self.update_s, 1e-9)
+
+
+def eval_line(cfg: PretrainConfig, r: EvalResult) -> str:
+    """The line printed at every evaluation (scripts/pretrain.py, benchmarks/pretrain_curve.py)."""
+    return (f"pretrain task={cfg.task.name} objective={cfg.objective.name} model={cfg.model.name} "
+            f"env_steps={r.env_steps} updates={r.updates} wall_s={r.wall_s:.1f} success={r.success_at_end:.2f}")
 
 
 class CsvLog:
@@ -156,29 +219,6 @@ def state_statistics(episodes: list[Episode], contract: Any) -> tuple[torch.Tens
     return states.mean(0), states.std(0)
 
 
-def evaluate(agent: Agent, env: Any, episodes: int, seed: int) -> tuple[float, float, float]:
-    """(success_once, success_at_end, mean env return) over `episodes` fresh episodes, planning without noise."""
-    agent.model.eval()
-    once, end, returns = [], [], []
-    batch = 0
-    while len(end) < episodes:
-        obs, info = env.reset(seed=seed + batch * env.num_envs)
-        agent.reset()
-        solved = info["success"].clone()
-        ret = torch.zeros(env.num_envs)
-        for _ in range(env.episode_length):
-            obs, reward, terminated, truncated, info = env.step(agent.act(obs))
-            solved |= info["success"]
-            ret += reward.cpu()
-        once += solved.tolist()
-        end += info["success"].tolist()
-        returns += ret.tolist()
-        batch += 1
-    agent.model.train()
-    return (sum(once[:episodes]) / episodes, sum(end[:episodes]) / episodes,
-            sum(returns[:episodes]) / episodes)
-
-
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
             "numpy_pos": int(np.random.get_state()[2]), "random": _python_rng_state()}
@@ -205,8 +245,8 @@ def _pearson(x: list[float], y: list[float]) -> float:
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
-def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None = None) -> list[EvalResult]:
-    """Run stage 1 and return the evaluation history (also written to eval.csv)."""
+def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None = None) -> PretrainRun:
+    """Run stage 1; returns the evaluation history (also in eval.csv) and timings."""
     task_cfg, domain, model_cfg, planner_cfg = cfg.task, cfg.domain, cfg.model, cfg.planner
     objective_cfg, agent_cfg = cfg.objective, cfg.agent
     import tasks
@@ -263,6 +303,8 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
         extra: dict[str, Any] = {"agent": agent.state_dict(), "step": step, "updates": updates,
                                  "history": [asdict(h) for h in history], "rng": _rng_state(),
                                  "objective_config": asdict(objective_cfg), "stage": "pretrain",
+                                 "episode_length": env.episode_length,
+                                 "domain": asdict(domain) if is_dataclass(domain) else domain,
                                  "task": task_cfg.name, "backend": cfg.backend}
         if cfg.save_buffer:
             extra["online_buffer"] = online.state_dict()
@@ -271,6 +313,10 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
         save_checkpoint(last, ckpt)
 
     metrics_log, eval_log = CsvLog(out / "metrics.csv"), CsvLog(out / "eval.csv")
+    from torch.utils.tensorboard import SummaryWriter
+    tb = SummaryWriter(str(out / "tb"), purge_step=step or None)
+    timers = {"act": 0.0, "env": 0.0, "update": 0.0, "eval": 0.0}
+    first_step, first_updates = step, updates
     start = time.perf_counter()
     wall_offset = history[-1].wall_s if history else 0.0
     recorder = EpisodeRecorder(env.num_envs)
@@ -288,10 +334,19 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
     next_log = (step // cfg.log_every + 1) * cfg.log_every
 
     def run_eval() -> None:
-        success_once, success_end, ret = evaluate(agent, eval_env, cfg.eval_episodes, seed=1_000_000)
-        result = EvalResult(step, updates, wall_offset + time.perf_counter() - start, success_once, success_end, ret)
+        tick = time.perf_counter()
+        video = out / "videos" / f"eval_{step:08d}.mp4" if cfg.eval_video else None
+        agent.model.eval()
+        stats = evaluate_policy(agent, eval_env, cfg.eval_episodes, seed=1_000_000, video_path=video)
+        agent.model.train()
+        timers["eval"] += time.perf_counter() - tick
+        result = EvalResult(step, updates, wall_offset + time.perf_counter() - start, stats.success_once,
+                            stats.success_at_end, stats.env_return)
         history.append(result)
         eval_log.write(asdict(result))
+        for key in ("success_once", "success_at_end", "env_return"):
+            tb.add_scalar(f"eval/{key}", getattr(result, key), step)
+        tb.flush()
         if on_eval is not None:
             on_eval(result)
 
@@ -299,6 +354,7 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         bar = progress.add_task("pretrain", total=cfg.steps, completed=step, status="")
         while step < cfg.steps:
+            tick = time.perf_counter()
             learning = updates > 0
             if step < seed_steps:
                 action = torch.rand(env.num_envs, env.action_dim) * 2 - 1
@@ -308,6 +364,8 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
                 with torch.no_grad():
                     z = agent.encode_batch({k: v.unsqueeze(0).to(device) for k, v in obs.items()})[0]
                     learned = objective.reward(model, z, action.to(device)).flatten().cpu()
+            tock = time.perf_counter()
+            timers["act"] += tock - tick
             obs, reward, terminated, truncated, info = env.step(action.to(env.device))
             recorder.step(action, obs, reward, info["success"])
             if learning:
@@ -324,6 +382,8 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
                 obs, info = env.reset(seed=cfg.seed * 100_003 + episode_batches * env.num_envs, env_mask=done)
                 agent.reset(done)
                 recorder.start(obs, info["success"], done)
+            tick = time.perf_counter()
+            timers["env"] += tick - tock
 
             if step >= seed_steps and len(online) > 0:
                 burst = seed_steps if updates == 0 else 0
@@ -333,17 +393,22 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
                     batch = cat_batches(expert.sample(half), online.sample(half))
                     last_metrics = agent.update(batch, num_expert=half)
                     updates += 1
+                timers["update"] += time.perf_counter() - tick
 
             progress.update(bar, completed=min(step, cfg.steps),
                             status=f"updates {updates} | {_status(last_metrics, history)}")
             if step >= next_log and last_metrics:  # columns are fixed once learning has started
                 next_log += cfg.log_every
                 env_r, learned_r = zip(*reward_pairs) if reward_pairs else ((), ())
-                metrics_log.write({"env_steps": step, "updates": updates,
-                                   "wall_s": round(wall_offset + time.perf_counter() - start, 2),
-                                   "env_reward": sum(env_r) / max(len(env_r), 1),
-                                   "learned_reward": sum(learned_r) / max(len(learned_r), 1),
-                                   "reward_corr": _pearson(list(env_r), list(learned_r)), **last_metrics})
+                row = {"env_steps": step, "updates": updates,
+                       "wall_s": round(wall_offset + time.perf_counter() - start, 2),
+                       "env_reward": sum(env_r) / max(len(env_r), 1),
+                       "learned_reward": sum(learned_r) / max(len(learned_r), 1),
+                       "reward_corr": _pearson(list(env_r), list(learned_r)), **last_metrics}
+                metrics_log.write(row)
+                for key, value in row.items():
+                    if key != "env_steps" and isinstance(value, (int, float)) and math.isfinite(value):
+                        tb.add_scalar(f"train/{key}", value, step)
             if step >= next_eval:
                 next_eval += cfg.eval_every
                 run_eval()
@@ -353,9 +418,12 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
         if not history or history[-1].env_steps != step:
             run_eval()
         save(f"step_{step}")
+    tb.close()
     env.close()
     eval_env.close()
-    return history
+    return PretrainRun(history=history, env_steps=step, updates=updates, act_s=timers["act"], env_s=timers["env"],
+                       update_s=timers["update"], eval_s=timers["eval"], out_dir=str(out),
+                       env_steps_this_process=step - first_step, updates_this_process=updates - first_updates)
 
 
 def _status(metrics: dict[str, float], history: list[EvalResult]) -> str:

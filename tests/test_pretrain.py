@@ -48,7 +48,8 @@ def demos(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("objective", ["cdred", "iq"])
 def test_pretrain_runs_logs_and_checkpoints(tmp_path, demos, objective):
-    history = pretrain(small_run(tmp_path, demos, 200, objective))
+    run = pretrain(small_run(tmp_path, demos, 200, objective))
+    history = run.history
     assert [h.env_steps for h in history] == [100, 200]
     assert history[-1].updates == 100 + 100  # the seed burst, then one update per env step
     assert (tmp_path / "eval.csv").read_text().count("\n") == 3
@@ -56,12 +57,18 @@ def test_pretrain_runs_logs_and_checkpoints(tmp_path, demos, objective):
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ckpt.extra["step"] == 200 and ckpt.extra["stage"] == "pretrain"
     assert any("target" in k for k in ckpt.extra["agent"]["objective"]) or objective == "iq"
+    assert run.updates_this_process == 200 and run.env_steps_this_process == 200
+    assert run.env_steps_per_s > 0 and run.updates_per_s > 0
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    videos = sorted((tmp_path / "videos").glob("eval_*.mp4"))
+    assert [v.name for v in videos] == ["eval_00000100.mp4", "eval_00000200.mp4"]
+    assert videos[0].stat().st_size > 1000
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path, demos):
-    straight = pretrain(small_run(tmp_path / "straight", demos, 300))
+    straight = pretrain(small_run(tmp_path / "straight", demos, 300)).history
     pretrain(small_run(tmp_path / "split", demos, 200))
-    resumed = pretrain(small_run(tmp_path / "split", demos, 300, resume=True))
+    resumed = pretrain(small_run(tmp_path / "split", demos, 300, resume=True)).history
     assert [h.env_steps for h in resumed] == [100, 200, 300]
     assert resumed[-1].updates == straight[-1].updates
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt").model_state
@@ -98,3 +105,32 @@ def test_missing_demos_are_collected_with_the_expert_first(tmp_path):
     cfg = small_run(tmp_path, tmp_path / "new_demos.h5", 100)
     pretrain(cfg)
     assert (tmp_path / "new_demos.h5").exists()
+
+
+def test_a_pretrained_checkpoint_loads_as_a_planning_policy_with_the_same_reward(tmp_path, demos):
+    from sim2real.imitation import make_objective
+    from sim2real.inference import load_policy
+
+    pretrain(small_run(tmp_path, demos, 100))
+    path = tmp_path / "checkpoints" / "last.pt"
+    policy = load_policy(path, load_preset("planner", "deploy", PlannerConfig))
+    ckpt = load_checkpoint(path)
+    assert policy.discount == pytest.approx(0.95)  # 20-step episodes: clipped at the minimum
+    z = torch.randn(5, policy.model.cfg.latent_dim).softmax(-1)
+    a = torch.rand(5, 4) * 2 - 1
+    fresh = make_objective(policy.objective.cfg, policy.model)  # new random targets...
+    assert not torch.allclose(fresh.reward(policy.model, z, a), policy.objective.reward(policy.model, z, a))
+    fresh.load_state_dict(ckpt.extra["agent"]["objective"])  # ...until the saved ones are loaded
+    assert torch.equal(fresh.reward(policy.model, z, a), policy.objective.reward(policy.model, z, a))
+    obs = {k: torch.zeros(2, *f.shape) for k, f in policy.contract.features.items()}
+    action = policy.act(obs)
+    assert action.shape == (2, 4) and bool((action.abs() <= 1).all())
+
+
+def test_a_checkpoint_without_an_objective_is_refused_as_a_policy(tmp_path, model, contract):
+    from sim2real.checkpoint import make_checkpoint, save_checkpoint
+    from sim2real.inference import load_policy
+
+    save_checkpoint(tmp_path / "bare.pt", make_checkpoint(model, contract))
+    with pytest.raises(ValueError, match="no objective"):
+        load_policy(tmp_path / "bare.pt", load_preset("planner", "deploy", PlannerConfig))
