@@ -83,6 +83,13 @@ class MujocoEnv(TaskEnv):
         frames = [self._obs_renderer.render(w.model, w.data, self.index.obs_camera) for w in self.worlds]
         return torch.as_tensor(np.stack(frames)).permute(0, 3, 1, 2).contiguous().to(self.device)
 
+    def camera_frame(self, i: int = 0) -> np.ndarray:
+        """Env i's observation camera as uint8 [image_size, image_size, 3] (envs made with
+        obs_mode='rgb'), without observation noise: the simulated ROS 2 arm's camera."""
+        if self._obs_renderer is None:
+            raise RuntimeError(f"{self.task}/mujoco: camera frames need obs_mode='rgb'")
+        return self._obs_renderer.render(self.worlds[i].model, self.worlds[i].data, self.index.obs_camera)
+
     def render(self) -> torch.Tensor:
         """The viewer camera (ManiSkill's render_camera pose) at RENDER_SIZE: uint8 [N, H, W, 3]."""
         if self._viewer is None:

@@ -1,0 +1,398 @@
+"""The policy node: topics -> the checkpoint's observation -> planner at control rate -> safe joint commands.
+
+    sim2real-policy-node --ros-args -p checkpoint:=outputs/.../last.pt -p command_interface:=trajectory
+
+Per control tick (the contract's frequency, 20 Hz): the latest accepted inputs become the
+contract's observation (robot_bridge.observation), the policy acts, the action becomes joint
+targets (`pd_ee_delta_pos`: damped least-squares IK from the measured joints, holding the TCP
+orientation of the episode's start as the MuJoCo backend does; `pd_joint_delta_pos`: measured
+joints + 0.1 rad x action), and every target goes through `SafetyFilter.send`: the only way a
+command message is built here is from what the filter returned. When no observation can be
+made (stale or missing input) the filter is asked to hold. Ticks that finish after their
+deadline (one period after they were due) count as overruns.
+
+Inputs the filter or the assembler reject (unknown or missing joints, wrong lengths, NaN,
+stale stamps, poses in an unknown frame) are counted and logged, and the node keeps going. At
+start-up the node waits `startup_timeout_s` for every input the contract needs and refuses to
+start, naming what is missing, when the first joint state lacks a contract joint or an input
+never arrives.
+
+Topics besides the inputs and the command: `estop_topic` (`std_msgs/Bool`, true latches the
+e-stop), `~/reset_estop` (`Bool` true clears it), `~/reset` (`Bool` true: a new episode; also
+`episode_topic`, an `Int32` whose value changes), `~/status` (`String`, JSON counters at ~1 Hz).
+
+`PolicyNodeCore` is all of this without DDS (feed messages, `tick(now)`); `run_policy_node`
+(robot_bridge.policy_loop) wires it to a transport with a rate loop; the policies themselves
+are in robot_bridge.policies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robot_bridge import messages as m
+from robot_bridge.kinematics import RobotModel, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets
+from robot_bridge.observation import JOINT_NAMES, Frames, ObservationAssembler
+from robot_bridge.policies import CheckpointPolicy, Policy, ReachPolicy, make_policy
+from robot_bridge.ros_params import RosArgs, parse_ros_args, to_params
+from robot_bridge.safety import SafeCommand, SafetyFilter, SafetyLimits
+from sim2real.contract import ContractMismatch
+
+NODE_NAME = "sim2real_policy_node"
+CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")
+COMMAND_INTERFACES = ("trajectory", "forward", "action")
+log = logging.getLogger(NODE_NAME)
+
+
+@dataclass
+class PolicyNodeParams:
+    """ROS parameters of the policy node. Topic names may be private (`~/...`); "" disables an input.
+
+    `policy: reach` replaces the checkpoint by a scripted end-effector reach to `reach_target`
+    (task frame), a bring-up check of the whole loop that needs no trained model.
+    """
+
+    checkpoint: str = ""
+    policy: str = "checkpoint"  # checkpoint | reach
+    reach_target: list[float] = field(default_factory=list)
+    planner: str = "deploy"  # a preset of configs/planner/
+    planner_fields: dict[str, Any] = field(default_factory=dict)  # planner.<PlannerConfig field> overrides
+    device: str = "cpu"
+    torch_threads: int = 1
+    transport: str = "auto"
+    domain_id: int = -1  # -1: ROS_DOMAIN_ID from the environment
+    allow_network: bool = False
+    joint_states_topic: str = "/joint_states"
+    object_pose_topic: str = "/object_pose"
+    goal_topic: str = "/goal"
+    goal_type: str = "point"  # point (PointStamped) | pose (PoseStamped)
+    goal_pos: list[float] = field(default_factory=list)  # used when goal_topic is ""
+    goal_frame: str = "panda_link0"
+    camera_topic: str = ""
+    camera_type: str = "compressed"  # compressed | raw
+    camera_crop: list[int] = field(default_factory=list)  # x, y, width, height
+    estop_topic: str = "/estop"
+    episode_topic: str = ""  # std_msgs/Int32: a new value resets the policy (e.g. /sim2real_sim_robot/episode)
+    controller: str = "arm_controller"
+    command_interface: str = "trajectory"  # trajectory | forward | action
+    controller_joints: list[str] = field(default_factory=list)  # default: the 9 Panda joints
+    trajectory_time_s: float = 0.0  # time_from_start of the commanded point; 0: one control period
+    base_frame: str = "panda_link0"
+    task_frame: str = "table"
+    base_in_task: list[float] = field(default_factory=lambda: [-0.615, 0.0, 0.0])
+    max_input_age_s: float = 0.5
+    ignore_unknown_joints: bool = False
+    hold_orientation: str = "episode_start"  # episode_start | current
+    startup_timeout_s: float = 10.0
+    joint_state_wait_s: float = 0.02  # at a tick, wait this long for a fresh joint state
+    status_period_s: float = 1.0
+    max_ticks: int = 0  # stop after this many ticks; 0: until stopped
+    duration_s: float = 0.0  # stop after this long; 0: until stopped
+    urdf: str = ""  # default: ManiSkill's panda_v2.urdf
+    safety: dict[str, Any] = field(default_factory=dict)  # safety.<SafetyLimits field or builder arg>
+
+    def __post_init__(self) -> None:
+        choices = {"policy": ("checkpoint", "reach"), "command_interface": COMMAND_INTERFACES,
+                   "goal_type": ("point", "pose"), "camera_type": ("compressed", "raw"),
+                   "hold_orientation": ("episode_start", "current")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"parameter {name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.policy == "checkpoint" and not self.checkpoint:
+            raise ValueError("parameter checkpoint: required (a .pt file from pretrain or finetune), or set "
+                             "policy:=reach for the scripted reach check")
+        if self.policy == "reach" and len(self.reach_target) != 3:
+            raise ValueError(f"parameter reach_target: expected 3 numbers (task frame, m), got {self.reach_target}")
+        if len(self.camera_crop) not in (0, 4):
+            raise ValueError(f"parameter camera_crop: expected [] or [x, y, width, height], got {self.camera_crop}")
+
+
+def policy_node_params(argv: Sequence[str]) -> tuple[PolicyNodeParams, RosArgs]:
+    ros = parse_ros_args(argv, NODE_NAME)
+    return to_params(PolicyNodeParams, ros, {"safety": "safety", "planner": "planner_fields"}), ros
+
+
+@dataclass
+class TickResult:
+    """One control tick.
+
+    Attributes:
+        command: what the safety filter let through (its `positions` None: nothing could be sent).
+        message: the ROS command message built from `command` (None when nothing is sent).
+        action: the policy's action, or None when it did not run.
+        reasons: why the policy did not run, and what the filter changed or held.
+        compute_s: time the tick took.
+        overrun: the tick finished after its deadline.
+    """
+
+    command: SafeCommand
+    message: Any | None
+    action: np.ndarray | None
+    reasons: list[str]
+    compute_s: float
+    overrun: bool
+
+
+class _Throttle:
+    """Log a repeated warning at most once per `period_s` per key, with how often it happened."""
+
+    def __init__(self, period_s: float = 2.0) -> None:
+        self.period_s = period_s
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        last, count = self.last.get(key, (-math.inf, 0))
+        if now - last >= self.period_s:
+            log.warning("%s%s", text, f" (x{count + 1} since the last report)" if count else "")
+            self.last[key] = (now, 0)
+        else:
+            self.last[key] = (last, count + 1)
+
+
+class PolicyNodeCore:
+    """Observation assembly, policy, action conversion, safety filter and counters, without DDS.
+
+    Args:
+        policy: the policy (its contract decides the features, control mode and rate).
+        params: the node's parameters.
+        model: the arm's kinematics; default from `params.urdf` (ManiSkill's Panda URDF).
+        timer: monotonic clock for compute times (injectable for tests).
+
+    Raises:
+        ContractMismatch: the contract cannot be met with these inputs (see ObservationAssembler).
+        ValueError: unsupported control mode or action size, or bad controller joints.
+    """
+
+    def __init__(self, policy: Policy, params: PolicyNodeParams, model: RobotModel | None = None,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
+        contract = policy.contract
+        if contract.control_mode not in CONTROL_MODES:
+            raise ContractMismatch(f"the checkpoint's control_mode {contract.control_mode!r} is not one the bridge "
+                                   f"converts ({', '.join(CONTROL_MODES)})")
+        expected = 4 if contract.control_mode == "pd_ee_delta_pos" else len(JOINT_NAMES) - 1
+        if contract.action_dim != expected:
+            raise ContractMismatch(f"the checkpoint's action_dim {contract.action_dim} does not fit "
+                                   f"{contract.control_mode} on the Panda ({expected})")
+        self.policy, self.params, self.contract, self.timer = policy, params, contract, timer
+        self.period = 1.0 / contract.control_freq
+        self.model = model or RobotModel.from_urdf(params.urdf or None)
+        self.limits = SafetyLimits.from_params(self.model, {"control_period": self.period, **params.safety})
+        if self.limits.joint_names != JOINT_NAMES:
+            raise ValueError(f"safety joint_names must be {list(JOINT_NAMES)} (arm and fingers); got "
+                             f"{list(self.limits.joint_names)}")
+        self.safety = SafetyFilter(self.model, self.limits)
+        self.controller_joints = list(params.controller_joints) or list(JOINT_NAMES)
+        if any(n not in JOINT_NAMES for n in self.controller_joints) or \
+                len(set(self.controller_joints)) != len(self.controller_joints):
+            raise ValueError(f"parameter controller_joints={self.controller_joints}: expected distinct names among "
+                             f"{list(JOINT_NAMES)}")
+        self._controller_index = [JOINT_NAMES.index(n) for n in self.controller_joints]
+        sources = {}
+        if params.object_pose_topic:
+            sources["obj_pose"] = params.object_pose_topic
+        if params.goal_topic or params.goal_pos:
+            sources["goal_pos"] = params.goal_topic or "parameter goal_pos"
+        if params.camera_topic:
+            sources["rgb"] = params.camera_topic
+        frames = Frames(params.base_frame, params.task_frame, tuple(params.base_in_task))  # type: ignore[arg-type]
+        crop = tuple(params.camera_crop) if params.camera_crop else None
+        self.obs = ObservationAssembler(contract, self.model, sources, frames, params.max_input_age_s,
+                                        params.ignore_unknown_joints, crop)  # type: ignore[arg-type]
+        if params.goal_pos and not params.goal_topic:
+            self.obs.set_goal(params.goal_pos, params.goal_frame, 0.0)
+        self.ref_quat: np.ndarray | None = None
+        self.joint_receipt = -math.inf  # monotonic time the last accepted joint state arrived
+        self.seen_joint_state = False
+        self.episode: int | None = None
+        self.ticks = self.policy_steps = self.overruns = self.missed = 0
+        self.rejected: dict[str, int] = {}
+        self.last_reasons: deque[str] = deque(maxlen=8)
+        self.loop_ms: deque[float] = deque(maxlen=10_000)
+        self.compute_ms: deque[float] = deque(maxlen=10_000)
+        self.last_command: SafeCommand | None = None
+        self.first_tick: float | None = None
+        self.last_tick: float | None = None
+        self._throttle = _Throttle()
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def _reject(self, source: str, reasons: list[str]) -> list[str]:
+        self.rejected[source] = self.rejected.get(source, 0) + 1
+        self.last_reasons.extend(f"{source}: {r}" for r in reasons)
+        self._throttle.warn(source, f"rejected a message on {source}: {'; '.join(reasons)}")
+        return reasons
+
+    def on_joint_state(self, msg: Any, now: float, receipt: float | None = None) -> list[str]:
+        """Take a sensor_msgs/JointState (`now`: wall clock s; `receipt`: monotonic arrival time).
+
+        Raises:
+            ContractMismatch: on the first joint state only, when it lacks a contract joint.
+        """
+        if not self.seen_joint_state:
+            self.obs.check_first_joint_state(msg)
+            self.seen_joint_state = True
+        reading, reasons = self.obs.parse_joint_state(msg)
+        if reading is not None:
+            stamp = reading.stamp if reading.stamp is not None else now
+            check = self.safety.on_joint_state(JOINT_NAMES, reading.position, stamp, now)
+            if check.accepted:
+                self.obs.set_joint_state(reading, stamp)
+                self.joint_receipt = time.monotonic() if receipt is None else receipt
+                if self.ref_quat is None:
+                    self.ref_quat = self.model.fk(reading.position[:self.model.dof])[1]
+                return []
+            reasons = check.reasons
+        return self._reject("joint_states", reasons)
+
+    def on_object_pose(self, msg: Any, now: float) -> list[str]:
+        reasons = self.obs.on_object_pose(msg, now)
+        return self._reject("object_pose", reasons) if reasons else []
+
+    def on_goal(self, msg: Any, now: float) -> list[str]:
+        reasons = self.obs.on_goal(msg, now)
+        return self._reject("goal", reasons) if reasons else []
+
+    def on_image(self, msg: Any, now: float) -> list[str]:
+        reasons = self.obs.on_image(msg, now)
+        return self._reject("camera", reasons) if reasons else []
+
+    def on_estop(self, msg: Any) -> None:
+        """std_msgs/Bool: true latches the e-stop; false does nothing (only ~/reset_estop clears it)."""
+        if msg.data and not self.safety.estopped:
+            log.error("e-stop engaged: holding position until ~/reset_estop")
+        if msg.data:
+            self.safety.estop()
+
+    def on_reset_estop(self, msg: Any) -> None:
+        if msg.data and self.safety.estopped:
+            log.warning("e-stop reset by ~/reset_estop: resuming control")
+            self.safety.reset_estop()
+            self.policy.reset()
+
+    def on_episode(self, msg: Any) -> None:
+        """std_msgs/Int32 episode index: a new value starts a new episode."""
+        if self.episode is not None and int(msg.data) != self.episode:
+            self.reset_episode()
+        self.episode = int(msg.data)
+
+    def reset_episode(self) -> None:
+        """The scene was reset: forget the plan, the inputs and the filter's reference (the arm may
+        have been moved), keeping the e-stop latch and the counters."""
+        self.policy.reset()
+        self.ref_quat = None
+        fresh = SafetyFilter(self.model, self.limits)
+        if self.safety.estopped:
+            fresh.estop()
+        fresh.counters = dataclasses.replace(self.safety.counters)
+        self.safety = fresh
+        self.obs.joints = None
+        for name in ("obj_pose", "rgb") + (("goal_pos",) if self.params.goal_topic else ()):
+            self.obs.inputs.pop(name, None)
+
+    def missing(self, now: float) -> list[str]:
+        return self.obs.missing(now)
+
+    # ---- the tick ---------------------------------------------------------------------------
+    def _targets(self, action: np.ndarray) -> np.ndarray:
+        assert self.obs.joints is not None
+        q = self.obs.joints.position[:self.model.dof]
+        if self.contract.control_mode == "pd_ee_delta_pos":
+            ref = self.ref_quat if self.params.hold_orientation == "episode_start" else None
+            arm = slice(0, self.model.dof)
+            limits = (np.asarray(self.limits.lower[arm]), np.asarray(self.limits.upper[arm]))
+            return ee_delta_action_to_joint_targets(self.model, q, action, ref_quat=ref, limits=limits)
+        return joint_delta_action_to_joint_targets(self.model, q, action)
+
+    def tick(self, now: float, late_s: float = 0.0) -> TickResult:
+        """One control period at wall-clock time `now`; `late_s`: how late the tick started."""
+        start = self.timer()
+        self.ticks += 1
+        reasons = self.missing(now)
+        action = target = None
+        if not reasons:
+            action = np.asarray(self.policy.act(self.obs.observation()), dtype=np.float64).reshape(-1)
+            self.policy_steps += 1
+            try:
+                target = self._targets(action)
+            except ValueError as exc:  # NaN/inf or a wrong-sized action
+                reasons = [f"policy action rejected: {exc}"]
+        if target is None:
+            last = self.safety.last_safe
+            target = last if last is not None else np.full(len(JOINT_NAMES), np.nan)
+        command = self.last_command = self.safety.send(target, now)
+        reasons = reasons + command.reasons
+        message = self._message(command) if command.sent else None
+        compute = self.timer() - start
+        overrun = late_s + compute > self.period
+        if overrun:
+            self.overruns += 1
+            self._throttle.warn("overrun", f"control tick overran its {self.period * 1e3:.0f} ms deadline: started "
+                                           f"{late_s * 1e3:.1f} ms late, took {compute * 1e3:.1f} ms "
+                                           f"({self.overruns} overruns so far)")
+        if reasons:
+            self.last_reasons.extend(reasons[-2:])
+        self.compute_ms.append(compute * 1e3)
+        self.first_tick = now if self.first_tick is None else self.first_tick
+        self.last_tick = now
+        return TickResult(command, message, action, reasons, compute, overrun)
+
+    def count_missed(self, ticks: int) -> None:
+        """Ticks the loop skipped because it was more than a period behind: each is an overrun."""
+        self.overruns += ticks
+        self.missed += ticks
+
+    def _message(self, command: SafeCommand) -> Any:
+        assert command.positions is not None
+        values = command.positions[self._controller_index]
+        if self.params.command_interface == "forward":
+            return m.float64_multi_array(values)
+        duration = self.params.trajectory_time_s or self.period
+        return m.joint_trajectory(self.controller_joints, [values], [duration])
+
+    # ---- reporting --------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        from sim2real.stats import percentile
+
+        counters = self.safety.counters
+        span = (self.last_tick or 0.0) - (self.first_tick or 0.0)
+        hz = (self.ticks - 1) / span if span > 0 else 0.0
+        tripped = self.last_command is not None and self.last_command.watchdog_tripped
+        state = ("estop" if self.safety.estopped else "watchdog" if tripped
+                 else "running" if self.policy_steps else "waiting")
+        loop, compute = list(self.loop_ms), list(self.compute_ms)
+        return {"node": NODE_NAME, "state": state, "episode": self.episode, "ticks": self.ticks,
+                "policy_steps": self.policy_steps, "overruns": self.overruns, "missed_ticks": self.missed,
+                "control_hz": self.contract.control_freq,
+                "achieved_hz": round(hz, 3), "estop": self.safety.estopped,
+                "watchdog_trips": counters.watchdog_trips, "safety": dataclasses.asdict(counters),
+                "loop_p50_ms": round(percentile(loop, 50), 3) if loop else None,
+                "loop_p99_ms": round(percentile(loop, 99), 3) if loop else None,
+                "compute_p50_ms": round(percentile(compute, 50), 3) if compute else None,
+                "compute_p99_ms": round(percentile(compute, 99), 3) if compute else None,
+                "rejected": dict(self.rejected), "last_reasons": list(self.last_reasons)}
+
+
+__all__ = ["CheckpointPolicy", "Policy", "PolicyNodeCore", "PolicyNodeParams", "ReachPolicy", "TickResult",
+           "make_policy", "main", "policy_node_params"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`sim2real-policy-node [--params-file FILE] [--ros-args -p name:=value ...]`."""
+    import sys
+
+    from robot_bridge.policy_loop import node_main
+
+    node_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()
