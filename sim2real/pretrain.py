@@ -72,7 +72,7 @@ class LoopConfig:
     utd_ratio: float = 1.0
     buffer_size: int = 100_000
     demos: str = ""
-    num_demos: int = 25
+    num_demos: int = 50
     eval_every: int = 2_500
     eval_episodes: int = 10
     checkpoint_every: int = 5_000
