@@ -100,6 +100,10 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float) -> Path:
                                 ffmpeg_params=["-pix_fmt", "yuv420p"]) as writer:
             for frame in frames:
                 writer.append_data(frame)
+        # mkstemp creates 0600 files; give the video the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
