@@ -11,9 +11,10 @@ install:
 demo: install
 	$(PY) scripts/toy_latent.py
 
-# The tests exercise both simulators and the ROS 2 bridge, so they install those extras.
+# The tests exercise both simulators, the ROS 2 bridge and the demo-log readers, so they
+# install those extras.
 test:
-	scripts/install.sh dev,maniskill,mujoco,ros
+	scripts/install.sh dev,maniskill,mujoco,ros,data
 	$(PY) -m pytest -m "not slow"
 
 bench: install

@@ -2,7 +2,11 @@
 """Summarise a demonstration dataset, validating every episode on the way.
 
     python scripts/inspect_data.py data/pick_cube.h5
+    python scripts/inspect_data.py data/demos/bags --dataset ros2_panda --task pick_cube
+    python scripts/inspect_data.py data/lerobot_ds --dataset lerobot_panda --set lerobot.episodes=[0,1]
 
+Any format scripts/convert_data.py reads (sim2real HDF5, rosbag2, LeRobot v3, ManiSkill,
+robomimic) is shown as the episodes it converts to; options as in convert_data.py.
 Prints the file's metadata (task, backend, domain, control mode and rate, robot, seed,
 creation time), the episode count, lengths and success rates, every feature with its shape
 and dtype, and the mean, std, min and max of every state and action dimension. A file that
@@ -19,7 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sim2real.data import DatasetError, DatasetSummary, inspect_dataset
+from sim2real.data import DatasetError, DatasetSummary
+from sim2real.data.formats import add_source_arguments, config_from_args, inspect_source
 
 
 def _size(num_bytes: int) -> str:
@@ -52,8 +57,10 @@ def print_summary(summary: DatasetSummary, console: Console) -> None:
         ("seed", str(meta.seed) if meta.seed is not None else "-"),
         ("created", f"{meta.created} by sim2real {meta.sim2real_version}"),
     ]
-    if meta.extra:
-        rows.append(("extra", str(meta.extra)))
+    # A converted source's reader options are long and in the file; the rest fits a line.
+    extra = {k: v for k, v in meta.extra.items() if k != "options"}
+    if extra:
+        rows.append(("extra", str(extra)))
     rows.append(("episodes", str(stats.count)))
     if stats.count:
         lengths = stats.lengths
@@ -93,11 +100,12 @@ def print_summary(summary: DatasetSummary, console: Console) -> None:
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     """Entry point; returns the exit status (0 on success, 1 on a bad file)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="dataset file (sim2real HDF5)")
+    parser.add_argument("path", help="dataset file or directory (any supported format)")
+    add_source_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        summary = inspect_dataset(args.path)
-    except DatasetError as err:
+        summary = inspect_source(args.path, args.format, config_from_args(args))
+    except (DatasetError, ValueError) as err:
         # The message already names the file and the field; a traceback adds nothing for a bad file.
         print(f"error: {err}", file=sys.stderr)
         return 1

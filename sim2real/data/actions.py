@@ -1,0 +1,62 @@
+"""Commanded joint targets -> the task's normalised actions (the inverse of the bridge's mapping).
+
+The policy node turns an action into joint targets (robot_bridge.kinematics):
+`pd_joint_delta_pos` targets q + scale x a, `pd_ee_delta_pos` moves the TCP by scale x a[:3]
+(through IK) and both drive the fingers linearly from `finger_closed` (-1) to `finger_open`
+(+1). Logs of real demos hold the targets; inverting that mapping against the observed joint
+positions gives back the action a policy with this contract would have sent:
+
+    pd_joint_delta_pos: a[:7] = (target - q) / joint_delta_pos
+    pd_ee_delta_pos:    a[:3] = (FK(target) - FK(q)) / ee_delta_pos    (TCP positions)
+    gripper:            a[-1] = 2 (finger - finger_closed) / (finger_open - finger_closed) - 1
+
+Teleoperated targets may lie further than one action's reach: values outside [-1, 1] are
+clipped, and the number clipped is reported so a dataset that saturates is noticed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robot_bridge.kinematics import ActionScales, RobotModel
+from sim2real.data.episode import DatasetError
+
+CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")
+ARM_DOF = 7
+
+
+def gripper_action(finger: np.ndarray, scales: ActionScales = ActionScales()) -> np.ndarray:
+    """Finger joint target(s) -> the normalised gripper action (inverse of ActionScales.gripper_target)."""
+    closed, opened = scales.finger_closed, scales.finger_open
+    return 2.0 * (np.asarray(finger, dtype=np.float64) - closed) / (opened - closed) - 1.0
+
+
+def targets_to_actions(control_mode: str, qpos: np.ndarray, arm_targets: np.ndarray, finger_targets: np.ndarray,
+                       model: RobotModel | None = None, scales: ActionScales = ActionScales()) -> np.ndarray:
+    """Unclipped task actions [T, A] from arm targets [T, 7] and finger targets [T] at joint positions qpos [T, >=7].
+
+    Args:
+        control_mode: "pd_ee_delta_pos" or "pd_joint_delta_pos".
+        qpos: the observed joint positions each action was taken from (arm first).
+        model: the arm's kinematics (pd_ee_delta_pos only; default the Panda's URDF).
+        scales: the action scales (default: the tasks' values).
+    """
+    qpos = np.asarray(qpos, dtype=np.float64)
+    arm_targets = np.asarray(arm_targets, dtype=np.float64)
+    if control_mode == "pd_joint_delta_pos":
+        arm = (arm_targets - qpos[:, :ARM_DOF]) / scales.joint_delta_pos
+    elif control_mode == "pd_ee_delta_pos":
+        model = model or RobotModel.from_urdf()
+        tcp_now = np.stack([model.fk_matrix(q[:ARM_DOF])[1] for q in qpos])
+        tcp_target = np.stack([model.fk_matrix(t)[1] for t in arm_targets])
+        arm = (tcp_target - tcp_now) / scales.ee_delta_pos
+    else:
+        raise DatasetError(f"control_mode {control_mode!r}: joint targets convert to one of {CONTROL_MODES}")
+    return np.concatenate([arm, gripper_action(finger_targets, scales)[:, None]], axis=1)
+
+
+def clip_actions(actions: np.ndarray) -> tuple[np.ndarray, int]:
+    """Actions clipped to [-1, 1] (float32) and how many values were outside."""
+    actions = np.asarray(actions, dtype=np.float64)
+    outside = int(np.count_nonzero(np.abs(actions) > 1.0))
+    return np.clip(actions, -1.0, 1.0).astype(np.float32), outside

@@ -1,0 +1,346 @@
+"""rosbag2 demo logs (MCAP or sqlite3, read with rosbags: no ROS install) -> canonical Episodes.
+
+Which topic gives which feature is `RosbagOptions` (configs/dataset/ros2_panda.yaml). Every
+message is turned into features by the policy node's own `ObservationAssembler`
+(robot_bridge/observation.py): joints reordered by name, `tcp_pose` by forward kinematics with
+MuJoCo's quaternion convention, poses moved into the task frame, camera frames decoded, cropped
+and resized with OpenCV. A log therefore yields exactly the features the deployed node would
+have seen at the same instants.
+
+Time alignment (all times are bag receive times unless `time_source: header`):
+- the grid starts at the first command (moved forward by whole periods until every required
+  input has a message) and steps by one control period: t_k = t_0 + k / control_freq;
+- observation k is the zero-order hold of every input at t_k (its latest message at or before t_k);
+- action k is the command in force at t_k + command_phase x period (mid-period by default, so a
+  20 Hz command stream with jitter below half a period lands one command per step), converted
+  from joint targets to the task's control mode against observation k's joint positions
+  (sim2real/data/actions.py) and clipped to [-1, 1], the clipped values counted;
+- the episode ends with the period of its last command, or earlier at its end (bag end or stop
+  marker); its final observation is the hold at the end of that period.
+
+Episodes are one per bag, or the spans between start and stop markers on `marker_topic`
+(std_msgs/String or Bool, `robot_bridge.bag_recorder.parse_marker`; an abort marker discards its
+span). Task, seed, domain and success come from `/sim2real/episode` (what bag_recorder writes)
+and from marker fields.
+
+Every problem raises DatasetError naming the bag, the topic and the time in seconds from the bag
+start: `data/bags/episode_0003: topic /joint_states: gap of 0.400 s from t=1.000 s to t=1.400 s
+(max_gap_periods 3 = 0.150 s)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_bridge import messages as m
+from robot_bridge.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
+from robot_bridge.observation import JOINT_NAMES, Frames, ObservationAssembler
+from sim2real.contract import Contract, ContractMismatch
+from sim2real.data.actions import clip_actions, targets_to_actions
+from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag
+from sim2real.data.config import RosbagOptions
+from sim2real.data.episode import DatasetError, Episode
+from sim2real.data.resample import NS, first_gap, grid, hold_indices, period_ns, steps_until
+
+EPISODE_MODES = ("auto", "bag", "marker")
+TIME_SOURCES = ("receive", "header")
+# Inputs sampled at every observation, whose silence longer than max_gap_periods is an error
+# (the goal is a fixed target until replaced, and success a flag that changes rarely).
+CHECKED_ROLES = ("joints", "object", "tcp", "camera")
+
+
+def _check_options(opts: RosbagOptions) -> None:
+    for name, value, allowed in (("episodes", opts.episodes, EPISODE_MODES),
+                                 ("time_source", opts.time_source, TIME_SOURCES)):
+        if value not in allowed:
+            raise DatasetError(f"rosbag option {name}={value!r}: expected one of {', '.join(allowed)}")
+    if not opts.max_gap_periods > 0:
+        raise DatasetError(f"rosbag option max_gap_periods={opts.max_gap_periods}: expected > 0")
+    if not 0.0 <= opts.command_phase <= 1.0:
+        raise DatasetError(f"rosbag option command_phase={opts.command_phase}: expected a fraction in [0, 1]")
+    if len(opts.base_in_task) != 3:
+        raise DatasetError(f"rosbag option base_in_task={list(opts.base_in_task)}: expected 3 numbers (x, y, z)")
+
+
+def _roles(opts: RosbagOptions, contract: Contract) -> dict[str, str]:
+    """role -> topic for what this contract needs (roles without a topic left out)."""
+    wanted = {"joints": opts.joint_states_topic, "command": opts.command_topic, "success": opts.success_topic,
+              "marker": opts.marker_topic, "episode": opts.episode_topic}
+    if "obj_pose" in contract.features:
+        wanted["object"] = opts.object_pose_topic
+    if "tcp_pose" in contract.features:
+        wanted["tcp"] = opts.tcp_pose_topic
+    if "goal_pos" in contract.features:
+        wanted["goal"] = opts.goal_topic
+    if contract.rgb_shape is not None:
+        wanted["camera"] = opts.camera_topic
+    return {role: topic for role, topic in wanted.items() if topic}
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class RosbagReader:
+    """Turns bags into Episodes of one contract (see the module docstring).
+
+    Args:
+        contract: the features and control mode the episodes get.
+        options: topics, frames and alignment settings.
+        task: the expected task; an episode whose metadata names another is refused ("" accepts any).
+        model: the arm's kinematics (default: RobotModel.from_urdf(options.urdf)).
+
+    Raises:
+        DatasetError: the contract asks for a feature these options cannot give.
+    """
+
+    def __init__(self, contract: Contract, options: RosbagOptions, task: str = "",
+                 model: RobotModel | None = None) -> None:
+        _check_options(options)
+        self.contract, self.options, self.task = contract, options, task
+        self.model = model or RobotModel.from_urdf(options.urdf or None)
+        self.period = period_ns(contract.control_freq)
+        self.max_gap = round(options.max_gap_periods * self.period)
+        self.roles = _roles(options, contract)
+        sources = {}
+        if "object" in self.roles:
+            sources["obj_pose"] = options.object_pose_topic
+        if "goal" in self.roles or options.goal_pos:
+            sources["goal_pos"] = options.goal_topic or "parameter goal_pos"
+        if "camera" in self.roles:
+            sources["rgb"] = options.camera_topic
+        frames = Frames(options.base_frame, options.task_frame, tuple(options.base_in_task))  # type: ignore[arg-type]
+        crop = tuple(options.camera_crop) if options.camera_crop else None
+        try:
+            # No staleness limit: the reader checks gaps itself, against the log's own clock.
+            self.assembler = ObservationAssembler(contract, self.model, sources, frames, math.inf,
+                                                  options.ignore_unknown_joints, crop)  # type: ignore[arg-type]
+            if "goal_pos" in contract.features and "goal" not in self.roles:
+                self.assembler.set_goal(list(options.goal_pos), options.goal_frame, 0.0)
+        except (ContractMismatch, ValueError) as exc:
+            raise DatasetError(f"rosbag options cannot give this contract: {exc}") from exc
+        self.fixed_goal = self.assembler.inputs["goal_pos"].value if "goal_pos" in self.assembler.inputs else None
+        names = list(options.command_joints) or list(JOINT_NAMES)
+        if len(set(names)) != len(names) or any(n not in JOINT_NAMES for n in names):
+            raise DatasetError(f"rosbag option command_joints={names}: expected distinct names among "
+                               f"{list(JOINT_NAMES)}")
+        self.command_joints = names
+
+    def read(self, path: str | os.PathLike) -> tuple[list[Episode], dict[str, Any]]:
+        """Every episode under `path` and a summary (bags, clipped action values, ...)."""
+        episodes: list[Episode] = []
+        bags = find_bags(path)
+        for bag_path in bags:
+            bag = load_bag(bag_path, self.roles, self.options.time_source)
+            for segment in episode_segments(bag, self.options.episodes, self.options.marker_topic):
+                episodes.append(self.episode(bag, segment))
+        clipped = sum(e.meta["clipped_actions"] for e in episodes)
+        values = sum(e.length for e in episodes) * self.contract.action_dim
+        return episodes, {"bags": len(bags), "clipped_actions": clipped,
+                          "clipped_fraction": clipped / values if values else 0.0}
+
+    # ---- one episode -------------------------------------------------------------------------
+    def episode(self, bag: Bag, seg: Segment) -> Episode:
+        where = str(bag.path)
+        recorded_task = seg.meta.get("task")
+        if self.task and recorded_task and recorded_task != self.task:
+            raise DatasetError(f"{where}: the episode at {bag.at(seg.start)} is task {recorded_task!r} (episode "
+                               f"metadata), expected {self.task!r}")
+        cmd = bag.streams["command"]
+        lo = int(np.searchsorted(cmd.times, seg.start, side="left"))
+        hi = int(np.searchsorted(cmd.times, seg.end, side="right"))
+        if lo >= hi:
+            raise DatasetError(f"{where}: topic {cmd.topic}: no command between {bag.at(seg.start)} and "
+                               f"{bag.at(seg.end)} (the episode)")
+        first_cmd, last_cmd = int(cmd.times[lo]), int(cmd.times[hi - 1])
+        ready = first_cmd
+        for role in (r for r in (*CHECKED_ROLES, "goal") if r in self.roles):
+            stream = bag.streams[role]
+            if not len(stream.times) or stream.times[0] > seg.end:
+                raise DatasetError(f"{where}: topic {stream.topic} ({ROLES[role][0]}): no message before "
+                                   f"{bag.at(seg.end)}, the end of the episode")
+            ready = max(ready, int(stream.times[0]))
+        # The grid keeps the first command's phase; it starts at the first point where every input has spoken.
+        t0 = first_cmd + _ceil_div(ready - first_cmd, self.period) * self.period
+        phase = round(self.options.command_phase * self.period)
+        # Enough periods that the last command is in force in one of them, but none ending after the episode.
+        steps = max(0, _ceil_div(last_cmd - t0 - phase, self.period)) + 1
+        steps = min(steps, steps_until(t0, seg.end, self.period))
+        if steps < 1:
+            raise DatasetError(f"{where}: the episode from {bag.at(seg.start)} to {bag.at(seg.end)} has less than "
+                               f"one control period ({self.period / NS:g} s) from {bag.at(t0)}, when every input "
+                               f"has a message, to its end")
+        obs_t = grid(t0, steps, self.period)
+        act_t = obs_t[:-1] + phase
+        for role in CHECKED_ROLES:
+            if role in self.roles:
+                self._check_gap(bag, role, int(obs_t[0]), int(obs_t[-1]))
+        self._check_gap(bag, "command", int(act_t[0]), int(act_t[-1]))
+
+        obs, qpos = self._observations(bag, obs_t)
+        actions, clipped, counts = self._actions(bag, act_t, qpos)
+        success = self._success(bag, obs_t, seg.meta.get("success"))
+        seed = seg.meta.get("seed")
+        meta = {"source": where, "start_s": (t0 - bag.start) / NS, "clipped_actions": clipped, **counts}
+        for key in ("task", "domain", "success"):
+            if seg.meta.get(key) is not None:
+                meta[key] = seg.meta[key]
+        return Episode(obs=obs, actions=torch.from_numpy(actions), success=torch.from_numpy(success), rewards=None,
+                       seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None, meta=meta)
+
+    def _check_gap(self, bag: Bag, role: str, start: int, end: int) -> None:
+        stream = bag.streams[role]
+        gap = first_gap(stream.times, start, end, self.max_gap)
+        if gap is not None:
+            raise DatasetError(f"{bag.path}: topic {stream.topic}: gap of {(gap[1] - gap[0]) / NS:.3f} s from "
+                               f"{bag.at(gap[0])} to {bag.at(gap[1])} (max_gap_periods {self.options.max_gap_periods:g}"
+                               f" = {self.max_gap / NS:.3f} s)")
+
+    def _span(self, stream: Stream, times: np.ndarray) -> tuple[np.ndarray, range]:
+        """Hold indices of `times`, and every message index from the first held one to the last."""
+        idx = hold_indices(stream.times, times)
+        return idx, range(int(idx[0]), int(idx[-1]) + 1)
+
+    def _fail(self, bag: Bag, stream: Stream, i: int, reasons: list[str]) -> DatasetError:
+        where = f"{bag.path}: topic {stream.topic} at {bag.at(int(stream.times[i]))}"
+        return DatasetError(f"{where}: " + "; ".join(reasons))
+
+    def _observations(self, bag: Bag, obs_t: np.ndarray) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        joints = bag.streams["joints"]
+        idx, span = self._span(joints, obs_t)
+        readings = {}
+        for i in span:  # every message in the episode is checked, not only the sampled ones
+            reading, reasons = self.assembler.parse_joint_state(joints.msgs[i])
+            if reading is None:
+                raise self._fail(bag, joints, i, reasons)
+            readings[i] = reading
+        qpos = np.stack([readings[i].position for i in idx])
+        values: dict[str, np.ndarray] = {"qpos": qpos, "qvel": np.stack([readings[i].velocity for i in idx])}
+        if "tcp_pose" in self.contract.features:
+            if "tcp" in self.roles:
+                values["tcp_pose"] = self._held_values(bag, "tcp", obs_t, "obj_pose")
+            else:
+                arm = len(ARM_JOINT_NAMES)
+                fk = {i: self.assembler.tcp_pose(readings[i].position[:arm]) for i in set(idx.tolist())}
+                values["tcp_pose"] = np.stack([fk[i] for i in idx])
+        if "obj_pose" in self.contract.features:
+            values["obj_pose"] = self._held_values(bag, "object", obs_t, "obj_pose")
+        if "goal_pos" in self.contract.features:
+            if "goal" in self.roles:
+                values["goal_pos"] = self._held_values(bag, "goal", obs_t, "goal_pos")
+            else:
+                values["goal_pos"] = np.repeat(self.fixed_goal[None], len(obs_t), axis=0)
+        out: dict[str, torch.Tensor] = {}
+        for name, feature in self.contract.features.items():
+            if feature.kind == "rgb":
+                out[name] = torch.from_numpy(self._held_values(bag, "camera", obs_t, "rgb", check_all=False))
+            else:
+                out[name] = torch.from_numpy(values[name].astype(np.float32).reshape(len(obs_t), *feature.shape))
+        return out, qpos
+
+    def _held_values(self, bag: Bag, role: str, times: np.ndarray, feature: str, check_all: bool = True) -> np.ndarray:
+        """The feature an input's messages give, held at `times` (every message in the span is
+        converted when check_all, so one bad message anywhere in the episode is reported)."""
+        stream = bag.streams[role]
+        handler = {"object": self.assembler.on_object_pose, "tcp": self.assembler.on_object_pose,
+                   "goal": self.assembler.on_goal, "camera": self.assembler.on_image}[role]
+        idx, span = self._span(stream, times)
+        converted: dict[int, np.ndarray] = {}
+        for i in (span if check_all else sorted(set(idx.tolist()))):
+            self.assembler.inputs.pop(feature, None)  # each message on its own: no ordering or age rules
+            reasons = handler(stream.msgs[i], int(stream.times[i]) / NS)
+            if reasons:
+                raise self._fail(bag, stream, i, reasons)
+            converted[i] = self.assembler.inputs.pop(feature).value
+        return np.stack([converted[i] for i in idx])
+
+    def _command_targets(self, bag: Bag, stream: Stream, i: int) -> np.ndarray:
+        """One command -> targets [9] in JOINT_NAMES order (NaN for joints it does not command)."""
+        msg = stream.msgs[i]
+        if stream.msgtype == m.JOINT_TRAJECTORY:
+            names = list(msg.joint_names)
+            if not msg.points:
+                raise self._fail(bag, stream, i, ["joint trajectory has no points"])
+            period_s = self.period / NS
+            later = [p for p in msg.points if m.stamp_to_seconds(p.time_from_start) >= period_s - 1e-9]
+            point = later[0] if later else msg.points[-1]  # where the trajectory is one period after it starts
+            values = np.asarray(point.positions, dtype=np.float64).reshape(-1)
+        else:
+            names = self.command_joints
+            values = np.asarray(msg.data, dtype=np.float64).reshape(-1)
+        if values.size != len(names):
+            raise self._fail(bag, stream, i, [f"command has {values.size} positions for {len(names)} joints {names}"])
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise self._fail(bag, stream, i, [f"command repeats joints {repeated}"])
+        unknown = [n for n in names if n not in JOINT_NAMES]
+        if unknown and not self.options.ignore_unknown_joints:
+            raise self._fail(bag, stream, i, [f"command has unknown joints {unknown} (expected {list(JOINT_NAMES)}; "
+                                              f"set ignore_unknown_joints to drop them)"])
+        missing = [n for n in ARM_JOINT_NAMES if n not in names]
+        if missing:
+            raise self._fail(bag, stream, i, [f"command lacks arm joints {missing}"])
+        targets = np.full(len(JOINT_NAMES), np.nan)
+        for name, value in zip(names, values):
+            if name in JOINT_NAMES:
+                if not math.isfinite(value):
+                    raise self._fail(bag, stream, i, [f"command has NaN/inf for {name}"])
+                targets[JOINT_NAMES.index(name)] = value
+        return targets
+
+    def _actions(self, bag: Bag, act_t: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, int, dict[str, int]]:
+        stream = bag.streams["command"]
+        idx, span = self._span(stream, act_t)
+        targets = {i: self._command_targets(bag, stream, i) for i in span}
+        chosen = np.stack([targets[i] for i in idx])
+        arm, fingers = chosen[:, :len(ARM_JOINT_NAMES)], chosen[:, len(ARM_JOINT_NAMES):]
+        if np.isnan(fingers).all(axis=1).any():
+            if not self.options.gripper_from_state:
+                raise DatasetError(f"{bag.path}: topic {stream.topic}: commands carry no finger joint "
+                                   f"{list(FINGER_JOINT_NAMES)}; set gripper_from_state to take the gripper "
+                                   f"action from the measured fingers")
+            finger = qpos[1:, len(ARM_JOINT_NAMES):].mean(axis=1)
+        else:
+            finger = np.nanmean(fingers, axis=1)
+        raw = targets_to_actions(self.contract.control_mode, qpos[:-1], arm, finger, self.model)
+        actions, clipped = clip_actions(raw)
+        steps = np.diff(idx)
+        counts = {"held_commands": int(np.count_nonzero(steps == 0)),
+                  "skipped_commands": int(np.clip(steps - 1, 0, None).sum())}
+        return actions, clipped, counts
+
+    def _success(self, bag: Bag, obs_t: np.ndarray, final: Any) -> np.ndarray:
+        if "success" not in self.roles:
+            success = np.zeros(len(obs_t), dtype=bool)
+            success[-1] = bool(final)
+            return success
+        stream = bag.streams["success"]
+        idx = hold_indices(stream.times, obs_t)
+        return np.array([i >= 0 and bool(stream.msgs[i].data) for i in idx], dtype=bool)
+
+
+def recorded_task(path: str | os.PathLike, options: RosbagOptions) -> tuple[str | None, Contract | None]:
+    """The task and contract the first bag under `path` was recorded with (bag_recorder's
+    `/sim2real/episode`), or None where it names none."""
+    bag = load_bag(find_bags(path)[0], {"episode": options.episode_topic})
+    contract = None
+    if isinstance(bag.meta.get("contract"), dict):
+        try:
+            contract = Contract.from_dict(bag.meta["contract"], f"{bag.path}: {options.episode_topic} contract")
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from exc
+    task = bag.meta.get("task")
+    return (task if isinstance(task, str) else None), contract
+
+
+def read_rosbag(path: str | os.PathLike, contract: Contract, options: RosbagOptions, task: str = "",
+                model: RobotModel | None = None) -> tuple[list[Episode], dict[str, Any]]:
+    """Episodes of every bag under `path` (see RosbagReader) and a summary for the dataset's metadata."""
+    episodes, summary = RosbagReader(contract, options, task, model).read(path)
+    return episodes, {**summary, "options": asdict(options)}
