@@ -1,0 +1,499 @@
+"""Stage 2: offline finetuning of a pretrained world model on a few target-domain demos.
+
+No interaction with the target domain: every update takes `agent.batch_size` slices of the
+target demos as its expert half and as many behaviour slices from one of three sources
+(method.md §2.9 leaves the choice open; `behaviour=`):
+
+- `rollouts` (default): latent rollouts of the current policy prior, H steps of the
+  dynamics from encoded demo states. The offline stand-in for the online buffer: the
+  behaviour half is still the current policy's, so CDRED's coupling keeps its meaning.
+- `demos`: a second sample of the target demos (CDRED's reward collapses to expert-only RED).
+- `sim_buffer`: the simulator's online buffer saved in the checkpoint (pretraining with
+  `save_buffer=true`): "look like the target demos, unlike what the agent did in sim".
+
+The losses are pretraining's (`Agent.update`): consistency, the objective's critic loss, the
+prior's loss and the optional BC term, with `freeze` modules held fixed. CDRED's random
+targets are buffers and never change. The observation normalisation is kept from pretraining
+except for a floor on its std (`state_std_floor`): without it, the goal height, constant in
+the sim demos (std 1e-6), turned the target domain's 5 mm sensor noise into inputs of 10^4
+standard deviations, and the pretrained push_cube prior went from 0.70 success zero-shot in
+the MuJoCo target domain to 0.00 (and finetuning could not recover it in 500 updates).
+`scratch=true` trains the same model and objective from a fresh initialisation on the demos
+alone (the transfer benchmark's world-model-from-scratch baseline).
+
+A run writes `metrics.csv`, `eval.csv`, TensorBoard events (`tb/`) and `checkpoints/last.pt`
+(atomic) under `out_dir`; the checkpoint loads like a pretrained one
+(`sim2real.inference.load_policy`) and records where it came from in `extra`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+import torch
+from hydra.core.config_store import ConfigStore
+
+from sim2real.agent import Agent, AgentConfig, ImaginedBatch
+from sim2real.buffer import EpisodeBuffer, SliceBatch, cat_batches, expert_buffer
+from sim2real.checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from sim2real.config import ModelConfig, PlannerConfig
+from sim2real.contract import Contract
+from sim2real.data import DatasetConfig, DatasetError, Episode, detect_format, read_episodes
+from sim2real.device import resolve_device
+from sim2real.evaluate import evaluate_policy
+from sim2real.imitation import CONFIGS, make_objective
+from sim2real.inference import load_objective
+from sim2real.planner import discount_from_episode_length
+from sim2real.pretrain import CsvLog, state_statistics
+from sim2real.world_model import WorldModel
+
+BEHAVIOURS = ("rollouts", "demos", "sim_buffer")
+
+
+def finetune_agent_defaults() -> AgentConfig:
+    """Pretraining's CPU recipe (BC-shaped prior, no max-Q term, 2 x 128 slices) at a third of its
+    learning rate: a few demos and a pretrained starting point call for small steps."""
+    return AgentConfig(batch_size=128, lr=1e-4, bc_coef=10.0, pi_q_coef=0.0)
+
+
+@dataclass
+class FinetuneConfig:
+    """`scripts/finetune.py` (configs/finetune.yaml).
+
+    Args:
+        checkpoint: the pretrained checkpoint; null with `scratch=true`.
+        scratch: train a fresh model (`model`, `objective`, `task` groups) on the demos only.
+        demos: a demo source or a list of them (any format `read_episodes` reads; `dataset`
+            says how: `dataset=lerobot_panda`, `dataset.rosbag.camera_topic=...`).
+        num_demos: use the first this many episodes over all sources; 0: all.
+        dataset: the dataset/ group (format "auto" by default).
+        behaviour: where the behaviour half of every batch comes from (BEHAVIOURS).
+        freeze: modules that stay fixed (sim2real.agent.FREEZABLE: encoder, dynamics, q, pi, reward).
+        steps: gradient updates.
+        seed / device: torch/numpy/random seed; "auto", "cpu" or "cuda".
+        log_every: metrics.csv / TensorBoard period (updates).
+        eval_backend: simulate the target domain here ("mujoco", "maniskill"); "": no evaluation.
+        eval_domain: a domain preset name ("target") or a mapping of DomainParams fields.
+        eval_episodes / eval_every: episodes per evaluation and its period (updates). A
+            finetuning run also evaluates before its first update (zero-shot transfer).
+        eval_video: MP4 of the first episode of every evaluation (videos/).
+        state_std_floor: raise the encoder's normalisation std to at least this (state units)
+            before finetuning; 0 keeps it. Features nearly constant in the sim demos (the
+            goal's height: std 1e-6) turn any target sensor noise into inputs of 10^3-10^4
+            standard deviations; see `floor_state_std`.
+        out_dir: where everything is written ("" = the current directory).
+        task: the task/ group: required with scratch=true; otherwise optional (read from the
+            checkpoint) and checked against its contract.
+        model / objective: the model/ and objective/ groups, for scratch=true only (a
+            finetuned model keeps the checkpoint's architecture and objective).
+        planner: how the agent acts in evaluations (default `policy`, the prior).
+        agent: optimisation settings (defaults: `finetune_agent_defaults`).
+    """
+
+    checkpoint: Optional[str] = None
+    scratch: bool = False
+    demos: Any = None
+    num_demos: int = 0
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    behaviour: str = "rollouts"
+    freeze: list[str] = field(default_factory=list)
+    steps: int = 500
+    seed: int = 1
+    device: str = "auto"
+    log_every: int = 50
+    eval_backend: str = ""
+    eval_domain: Any = "target"
+    eval_episodes: int = 10
+    eval_every: int = 250
+    eval_video: bool = False
+    state_std_floor: float = 0.01
+    out_dir: str = ""
+    task: Any = None
+    model: Any = None
+    objective: Any = None
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    agent: AgentConfig = field(default_factory=finetune_agent_defaults)
+
+
+ConfigStore.instance().store(name="finetune_schema", node=FinetuneConfig)
+
+
+def register_schemas() -> None:
+    """Register every structured schema `configs/finetune.yaml` composes (finetune_schema and
+    dataset/ are registered by importing this module; task/, domain/, objective/ here)."""
+    from sim2real.pretrain import register_schemas as register_pretrain_schemas
+
+    register_pretrain_schemas()
+
+
+def finetune_config(cfg: Any) -> FinetuneConfig:
+    """A composed `finetune` DictConfig -> FinetuneConfig with typed groups and demo paths."""
+    from omegaconf import OmegaConf
+
+    from sim2real.config import to_dataclass
+    from tasks.spec import TaskConfig
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    groups = {k: plain.pop(k) for k in ("task", "model", "objective", "eval_domain", "demos")}
+    run = to_dataclass(OmegaConf.create(plain), FinetuneConfig)
+    run.task = to_dataclass(groups["task"], TaskConfig) if groups["task"] is not None else None
+    run.model = to_dataclass(groups["model"], ModelConfig) if groups["model"] is not None else None
+    if groups["objective"] is not None:
+        run.objective = to_dataclass(groups["objective"], CONFIGS[groups["objective"]["name"]])
+    run.eval_domain = resolve_domain(groups["eval_domain"])
+    demos = groups["demos"]
+    run.demos = [str(d) for d in demos] if isinstance(demos, (list, tuple)) else demos
+    return run
+
+
+@dataclass
+class FinetuneEval:
+    task: str
+    step: int
+    wall_s: float
+    success_once: float
+    success_at_end: float
+    env_return: float
+
+
+@dataclass
+class FinetuneRun:
+    """What `finetune` returns: evaluations, where the time went, and the checkpoint written."""
+
+    history: list[FinetuneEval]
+    updates: int
+    update_s: float
+    eval_s: float
+    checkpoint: str
+    out_dir: str
+
+    @property
+    def updates_per_s(self) -> float:
+        return self.updates / max(self.update_s, 1e-9)
+
+
+def eval_line(r: FinetuneEval) -> str:
+    """The line printed at every evaluation."""
+    return f"finetune task={r.task} steps={r.step} wall_s={r.wall_s:.1f} success={r.success_at_end:.2f}"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_domain(spec: Any) -> Any:
+    """A domain preset name, DomainParams, or a mapping of its fields (over the nominal
+    world's, named "custom" unless it says) -> DomainParams."""
+    from omegaconf import OmegaConf
+
+    from sim2real.config import CONFIG_DIR, preset_names, to_dataclass
+    from tasks.domain import DomainParams
+
+    if isinstance(spec, DomainParams):
+        return spec
+    if isinstance(spec, str):
+        # Read the YAML directly: Hydra's compose API is not usable inside a running Hydra app.
+        path = CONFIG_DIR / "domain" / f"{spec}.yaml"
+        if not path.is_file():
+            names = ", ".join(preset_names("domain"))
+            raise ValueError(f"eval_domain={spec!r}: not a preset of configs/domain/ ({names})")
+        preset = OmegaConf.load(path)
+        preset.pop("defaults", None)
+        return to_dataclass(preset, DomainParams)
+    if isinstance(spec, Mapping):
+        return to_dataclass({"name": "custom", **spec}, DomainParams)
+    raise ValueError(f"eval_domain={spec!r}: expected a domain preset name or a mapping of DomainParams fields")
+
+
+def load_demos(sources: Any, contract: Contract, dataset: DatasetConfig, num_demos: int, horizon: int,
+               say: Callable[[str], None], task: str | None = None) -> tuple[list[Episode], dict[str, Any]]:
+    """Every episode of the demo sources (checked against `contract`), and their provenance.
+
+    Tasks can share a contract (push_cube and pick_cube do), so a source that records a
+    known task must also record `task` when one is given. Episodes shorter than the
+    horizon hold no training slice and are skipped with a note.
+    """
+    from tasks.spec import TASKS
+
+    paths = [sources] if isinstance(sources, (str, Path)) else list(sources or [])
+    if not paths:
+        raise ValueError("demos=...: required (a demo file or directory, or a list of them)")
+    episodes: list[Episode] = []
+    files = []
+    for path in paths:
+        fmt = dataset.format if dataset.format != "auto" else detect_format(path)
+        metadata, found = read_episodes(path, fmt, dataset, contract=contract)
+        if task in TASKS and metadata.task in TASKS and metadata.task != task:
+            raise DatasetError(f"{path}: demos of task {metadata.task!r}, the model is for task {task!r}")
+        files.append({"path": str(Path(path).resolve()), "format": fmt, "episodes": len(found),
+                      "task": metadata.task, "domain": metadata.domain, "backend": metadata.backend})
+        episodes += found
+    if num_demos > 0:
+        episodes = episodes[:num_demos]
+    usable = [e for e in episodes if e.length >= horizon]
+    if len(usable) < len(episodes):
+        say(f"skipping {len(episodes) - len(usable)} demo episodes shorter than the horizon H={horizon}")
+    if not usable:
+        raise ValueError(f"demos {paths}: no episode has the {horizon} steps a training slice needs")
+    formats = sorted({f["format"] for f in files})
+    info = {"paths": [f["path"] for f in files], "format": formats[0] if len(formats) == 1 else formats,
+            "episodes": len(usable), "transitions": sum(e.length for e in usable), "files": files}
+    return usable, info
+
+
+def floor_state_std(model: WorldModel, floor: float) -> list[int]:
+    """Raise the encoder's state std to `floor` where it is lower; returns the raised dims.
+
+    A dim that barely varied in the data the statistics came from keeps (almost) the
+    normalised value it had there, while new noise on it stays within a few units, so the
+    pretrained encoder sees inputs of the range it was trained on.
+    """
+    encoder = model._encoder
+    if encoder.state is None or floor <= 0:
+        return []
+    raised = (encoder.state_std < floor).nonzero().flatten().tolist()
+    model.set_state_normalization(encoder.state_mean.clone(), encoder.state_std.clamp(min=floor))
+    return raised
+
+
+def sim_buffer(state: dict[str, Any], horizon: int, device: torch.device) -> EpisodeBuffer:
+    """The pretraining online buffer from its state_dict, re-sliced for `horizon`."""
+    saved = EpisodeBuffer(int(state["capacity"]), int(state["horizon"]), max_episodes=int(state["max_episodes"]))
+    saved.load_state_dict(state)
+    buffer = EpisodeBuffer(saved.capacity, horizon, device=device, max_episodes=saved.max_episodes)
+    for episode, terminated in zip(saved.episodes(), state["terminated"].tolist()):
+        if episode.length >= horizon:
+            buffer.add(episode, terminated=terminated)
+    if buffer.num_episodes == 0:
+        raise ValueError(f"behaviour=sim_buffer: the saved online buffer has no episode of H={horizon} steps")
+    return buffer
+
+
+@dataclass
+class Start:
+    """What finetuning starts from: a pretrained checkpoint or (scratch) a fresh model."""
+
+    model: WorldModel
+    objective: Any
+    objective_config: Any
+    contract: Contract
+    task: Any
+    episode_length: int
+    pretrained: dict[str, Any] | None
+    online_buffer: dict[str, Any] | None
+
+
+def _task_from_checkpoint(ckpt: Checkpoint) -> Any:
+    from tasks.spec import TaskConfig
+
+    if "task" not in ckpt.extra:
+        return None
+    rgb = ckpt.contract.rgb_shape
+    return TaskConfig(name=str(ckpt.extra["task"]), obs_mode="rgb" if rgb else "state",
+                      control_mode=ckpt.contract.control_mode, image_size=rgb[-1] if rgb else 64,
+                      episode_length=int(ckpt.extra.get("episode_length", 0)))
+
+
+def load_start(cfg: FinetuneConfig, device: torch.device) -> Start:
+    """The checkpoint's model, objective (CDRED targets included) and contract, or a fresh
+    model and objective for `scratch=true` (normalisation is set from the demos later)."""
+    from tasks.spec import task_contract, task_spec
+
+    if cfg.scratch:
+        if cfg.checkpoint:
+            raise ValueError(f"scratch=true trains from scratch: drop checkpoint={cfg.checkpoint} (checkpoint=null)")
+        missing = [k for k in ("task", "model", "objective") if getattr(cfg, k) is None]
+        if missing:
+            raise ValueError(f"scratch=true needs the groups {missing}, e.g. task=push_cube model=tiny objective=cdred")
+        task = cfg.task
+        contract = task_contract(task.name, task.obs_mode, task.control_mode, task.image_size)
+        model = WorldModel(cfg.model, contract.model_obs_shapes(), contract.action_dim).to(device)
+        objective = make_objective(cfg.objective, model)
+        length = task.episode_length or task_spec(task.name).episode_length
+        return Start(model, objective, cfg.objective, contract, task, length, None, None)
+    if not cfg.checkpoint:
+        raise ValueError("checkpoint=...: required (a pretrained .pt), or checkpoint=null scratch=true "
+                         "task=... model=... objective=... to train from scratch")
+    for key in ("model", "objective"):
+        if getattr(cfg, key) is not None:
+            raise ValueError(f"{key}=... is for scratch=true only: finetuning keeps {cfg.checkpoint}'s {key}")
+    ckpt = load_checkpoint(cfg.checkpoint)
+    model = ckpt.build_model(device)
+    objective = load_objective(ckpt, model).train()
+    objective_config = CONFIGS[ckpt.extra["objective_config"]["name"]](**ckpt.extra["objective_config"])
+    task = cfg.task or _task_from_checkpoint(ckpt)
+    if cfg.task is not None:
+        ckpt.contract.check(task_contract(task.name, task.obs_mode, task.control_mode, task.image_size),
+                            mine="checkpoint", theirs=f"task={task.name}", source=str(cfg.checkpoint))
+    pretrained = {"path": str(Path(cfg.checkpoint).resolve()), "sha256": file_sha256(cfg.checkpoint),
+                  **{k: ckpt.extra[k] for k in ("stage", "task", "backend", "domain", "step", "updates")
+                     if k in ckpt.extra}}
+    length = int(ckpt.extra.get("episode_length", 0)) or (task.episode_length if task else 0) or 50
+    return Start(model, objective, objective_config, ckpt.contract, task, length, pretrained,
+                 ckpt.extra.get("online_buffer"))
+
+
+class Finetuner:
+    """The finetuning agent and its data: `sample()` a batch, `update()` on it, `checkpoint()`.
+
+    Args:
+        cfg: the run's settings.
+        say: where notes go (the console).
+    """
+
+    def __init__(self, cfg: FinetuneConfig, say: Callable[[str], None] = print) -> None:
+        if cfg.behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour={cfg.behaviour!r}: expected one of {list(BEHAVIOURS)}")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        start = load_start(cfg, self.device)
+        self.start = start
+        horizon = cfg.agent.horizon
+        self.demos, self.demo_info = load_demos(cfg.demos, start.contract, cfg.dataset, cfg.num_demos, horizon, say,
+                                                task=start.task.name if start.task is not None else None)
+        if cfg.scratch and "state" in start.contract.model_obs_shapes():
+            start.model.set_state_normalization(*state_statistics(self.demos, start.contract))
+        self.floored = floor_state_std(start.model, cfg.state_std_floor)
+        if self.floored:
+            say(f"state normalisation: std raised to state_std_floor={cfg.state_std_floor} in dims {self.floored}")
+        self.expert = expert_buffer(self.demos, horizon, device=self.device)
+        self.behaviour: EpisodeBuffer | None = None
+        if cfg.behaviour == "sim_buffer":
+            if start.online_buffer is None:
+                where = "scratch=true has no checkpoint" if cfg.scratch else (
+                    f"{cfg.checkpoint} holds no online buffer (pretrain with save_buffer=true to keep it)")
+                raise ValueError(f"behaviour=sim_buffer: {where}; use behaviour=rollouts or behaviour=demos")
+            self.behaviour = sim_buffer(start.online_buffer, horizon, self.device)
+        self.discount = discount_from_episode_length(start.episode_length)
+        self.agent = Agent(start.model, start.objective, start.contract, cfg.agent, cfg.planner, self.discount,
+                           frozen=cfg.freeze)
+        self.updates = 0
+
+    def sample(self) -> tuple[SliceBatch, ImaginedBatch | None]:
+        """One batch: demo slices (expert half) and the behaviour half (slices or imagined latents)."""
+        half = self.cfg.agent.batch_size
+        expert = self.expert.sample(half)
+        if self.cfg.behaviour == "rollouts":
+            starts = self.expert.sample(half).obs
+            return expert, self.agent.imagine({k: v[0] for k, v in starts.items()}, self.cfg.agent.horizon)
+        other = self.behaviour.sample(half) if self.behaviour is not None else self.expert.sample(half)
+        return cat_batches(expert, other), None
+
+    def update(self, batch: tuple[SliceBatch, ImaginedBatch | None] | None = None) -> dict[str, float]:
+        """One gradient step on `batch` (a fresh `sample()` if None)."""
+        slices, imagined = batch if batch is not None else self.sample()
+        metrics = self.agent.update(slices, num_expert=self.cfg.agent.batch_size, imagined=imagined)
+        self.updates += 1
+        return metrics
+
+    def checkpoint(self, history: list[FinetuneEval]) -> Checkpoint:
+        """The finetuned model with what `load_policy` needs and where it came from."""
+        start, cfg = self.start, self.cfg
+        extra = {"stage": "finetune", "agent": self.agent.state_dict(), "step": self.updates,
+                 "updates": self.updates, "objective_config": asdict(start.objective_config),
+                 "episode_length": start.episode_length, "history": [asdict(h) for h in history],
+                 "pretrained": start.pretrained, "demos": self.demo_info, "finetune_config": asdict(cfg),
+                 "behaviour": cfg.behaviour, "frozen": list(self.agent.frozen), "state_std_floored": self.floored}
+        if start.task is not None:
+            extra["task"] = start.task.name
+        return make_checkpoint(self.agent.model, start.contract, extra)
+
+
+def finetune(cfg: FinetuneConfig, on_eval: Callable[[FinetuneEval], None] | None = None) -> FinetuneRun:
+    """Run stage 2; returns the evaluation history (also in eval.csv) and the checkpoint path."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from torch.utils.tensorboard import SummaryWriter
+
+    console = Console()
+    out = Path(cfg.out_dir or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    tuner = Finetuner(cfg, say=console.print)
+    agent, start = tuner.agent, tuner.start
+    task_name = start.task.name if start.task is not None else "unknown"
+    console.print(f"finetune task={task_name} from={'scratch' if cfg.scratch else cfg.checkpoint} "
+                  f"objective={start.objective.name} behaviour={cfg.behaviour} freeze={list(agent.frozen)} "
+                  f"demos={tuner.demo_info['episodes']} ({tuner.demo_info['transitions']} steps) "
+                  f"gamma={tuner.discount:.3f} device={tuner.device}")
+
+    eval_env = None
+    if cfg.eval_backend:
+        import tasks
+
+        if start.task is None:
+            raise ValueError(f"eval_backend={cfg.eval_backend}: the checkpoint names no task; set task=...")
+        eval_env = tasks.make_env(start.task, backend=cfg.eval_backend, num_envs=1,
+                                  domain=resolve_domain(cfg.eval_domain))
+        start.contract.check(eval_env.contract, mine="model", theirs=f"{cfg.eval_backend} env",
+                             source=cfg.checkpoint or "scratch model")
+
+    metrics_log, eval_log = CsvLog(out / "metrics.csv"), CsvLog(out / "eval.csv")
+    tb = SummaryWriter(str(out / "tb"))
+    history: list[FinetuneEval] = []
+    timers = {"update": 0.0, "eval": 0.0}
+    begin = time.perf_counter()
+
+    def run_eval() -> None:
+        tick = time.perf_counter()
+        video = out / "videos" / f"eval_{tuner.updates:08d}.mp4" if cfg.eval_video else None
+        agent.model.eval()
+        stats = evaluate_policy(agent, eval_env, cfg.eval_episodes, seed=1_000_000, video_path=video)
+        agent.model.train()
+        timers["eval"] += time.perf_counter() - tick
+        result = FinetuneEval(task_name, tuner.updates, time.perf_counter() - begin, stats.success_once,
+                              stats.success_at_end, stats.env_return)
+        history.append(result)
+        eval_log.write(asdict(result))
+        for key in ("success_once", "success_at_end", "env_return"):
+            tb.add_scalar(f"eval/{key}", getattr(result, key), result.step)
+        tb.flush()
+        if on_eval is not None:
+            on_eval(result)
+
+    if eval_env is not None and not cfg.scratch:
+        run_eval()  # zero-shot: the pretrained model in the target domain
+    with Progress(TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        bar = progress.add_task("finetune", total=cfg.steps, status="")
+        while tuner.updates < cfg.steps:
+            tick = time.perf_counter()
+            metrics = tuner.update()
+            timers["update"] += time.perf_counter() - tick
+            step = tuner.updates
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                row = {"step": step, "wall_s": round(time.perf_counter() - begin, 2), **metrics}
+                metrics_log.write(row)
+                for key, value in metrics.items():
+                    if math.isfinite(value):
+                        tb.add_scalar(f"train/{key}", value, step)
+            if eval_env is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                run_eval()
+            progress.update(bar, completed=step, status=_status(metrics, history))
+    path = save_checkpoint(out / "checkpoints" / "last.pt", tuner.checkpoint(history))
+    tb.close()
+    if eval_env is not None:
+        eval_env.close()
+    return FinetuneRun(history=history, updates=tuner.updates, update_s=timers["update"], eval_s=timers["eval"],
+                       checkpoint=str(path), out_dir=str(out))
+
+
+def _status(metrics: dict[str, float], history: list[FinetuneEval]) -> str:
+    parts = [f"success {history[-1].success_at_end:.2f}"] if history else []
+    for key in ("consistency_loss", "q_loss", "iq_loss", "pi_bc_loss", "reward_expert", "reward_online"):
+        if key in metrics and math.isfinite(metrics[key]):
+            parts.append(f"{key} {metrics[key]:.3g}")
+    return " | ".join(parts)

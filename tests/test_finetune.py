@@ -1,0 +1,261 @@
+"""Stage 2 end to end on tiny settings: a short real pretraining run on MuJoCo, then offline
+finetuning on target-domain demos for a few updates per case."""
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mujoco")
+
+from sim2real.agent import Agent, AgentConfig  # noqa: E402
+from sim2real.buffer import SliceBatch  # noqa: E402
+from sim2real.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from sim2real.config import ModelConfig, PlannerConfig, load_preset  # noqa: E402
+from sim2real.contract import ContractMismatch  # noqa: E402
+from sim2real.data import DatasetError, DatasetMetadata, Episode, read_episodes, write_dataset  # noqa: E402
+from sim2real.finetune import FinetuneConfig, Finetuner, file_sha256, finetune  # noqa: E402
+from sim2real.imitation import CONFIGS, make_objective  # noqa: E402
+from sim2real.inference import load_policy  # noqa: E402
+from sim2real.pretrain import PretrainConfig, pretrain, state_statistics  # noqa: E402
+from tasks.collect import CollectConfig, collect_demos  # noqa: E402
+from tasks.domain import DomainParams  # noqa: E402
+from tasks.spec import TaskConfig, task_contract  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = TaskConfig(name="push_cube", episode_length=20)
+# Parameter-name prefixes of each freezable module (model state, then objective state).
+MODULES = {"encoder": ("_encoder.",), "dynamics": ("_dynamics.",), "q": ("_Qs.", "_target_Qs."), "pi": ("_pi.",),
+           "reward": ("predictors.",)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two
+    spinning OpenMP threads made an update 100x slower (1 s instead of 10 ms)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model() -> ModelConfig:
+    model = load_preset("model", "tiny", ModelConfig)
+    model.latent_dim, model.enc_dim, model.mlp_dim = 32, 32, 32
+    return model
+
+
+def tiny_objective(name: str = "cdred"):
+    objective = load_preset("objective", name, CONFIGS[name])
+    objective.__dict__.update({k: 32 for k in ("rnd_dim", "reward_mlp_dim") if hasattr(objective, k)})
+    return objective
+
+
+def collect(path: Path, domain: str, episodes: int) -> Path:
+    collect_demos(CollectConfig(task=TASK, backend="mujoco", episodes=episodes, out=str(path),
+                                domain=load_preset("domain", domain, DomainParams)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def target_demos(tmp_path_factory) -> Path:
+    return collect(tmp_path_factory.mktemp("target") / "push_target.h5", "target", 3)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    """A 40-step CDRED pretraining run that keeps its online buffer."""
+    out = tmp_path_factory.mktemp("pretrain")
+    demos = collect(out / "push_source.h5", "source", 2)
+    cfg = PretrainConfig(backend="mujoco", steps=40, seed_steps=20, demos=str(demos), num_demos=2, eval_every=1000,
+                         eval_episodes=1, checkpoint_every=1000, log_every=1000, eval_video=False, save_buffer=True,
+                         seed=3, out_dir=str(out), task=TASK, domain=DomainParams(), model=tiny_model(),
+                         planner=load_preset("planner", "policy", PlannerConfig), objective=tiny_objective())
+    cfg.agent.batch_size = 8
+    pretrain(cfg)
+    return out / "checkpoints" / "last.pt"
+
+
+def small(out: Path, checkpoint: Path | None, demos: Path, **kw) -> FinetuneConfig:
+    cfg = FinetuneConfig(checkpoint=str(checkpoint) if checkpoint else None, demos=str(demos), steps=3, log_every=1,
+                         device="cpu", seed=5, out_dir=str(out),
+                         planner=load_preset("planner", "policy", PlannerConfig))
+    cfg.agent.batch_size = 8
+    for key, value in kw.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def states(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = load_checkpoint(path)
+    return {**ckpt.model_state, **ckpt.extra["agent"]["objective"]}
+
+
+def module_of(key: str) -> str | None:
+    """The freezable module a weight belongs to (normalisation statistics belong to none)."""
+    if key.startswith("_encoder.state_"):
+        return None
+    return next((name for name, prefixes in MODULES.items() if key.startswith(prefixes)), None)
+
+
+@pytest.mark.parametrize("behaviour", ["rollouts", "demos", "sim_buffer"])
+def test_each_behaviour_source_finetunes_and_writes_a_deployable_checkpoint(tmp_path, pretrained, target_demos,
+                                                                           behaviour):
+    run = finetune(small(tmp_path, pretrained, target_demos, behaviour=behaviour))
+    assert run.updates == 3 and run.checkpoint == str(tmp_path / "checkpoints" / "last.pt")
+    ckpt = load_checkpoint(run.checkpoint)
+    extra = ckpt.extra
+    assert extra["stage"] == "finetune" and extra["updates"] == 3 and extra["behaviour"] == behaviour
+    assert extra["pretrained"]["path"] == str(pretrained.resolve())
+    assert extra["pretrained"]["sha256"] == file_sha256(pretrained) and extra["pretrained"]["stage"] == "pretrain"
+    assert extra["demos"]["paths"] == [str(target_demos.resolve())]
+    assert extra["demos"]["episodes"] == 3 and extra["demos"]["format"] == "sim2real"
+    assert extra["demos"]["files"][0]["domain"] == "target"
+    assert extra["finetune_config"]["behaviour"] == behaviour and extra["finetune_config"]["agent"]["batch_size"] == 8
+    assert extra["task"] == "push_cube" and extra["episode_length"] == 20
+    # The CDRED random targets are the pretrained ones, bit for bit.
+    before, after = states(pretrained), states(Path(run.checkpoint))
+    targets = [k for k in before if k.startswith("target_")]
+    assert targets and all(torch.equal(before[k], after[k]) for k in targets)
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 4
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+    policy = load_policy(run.checkpoint, load_preset("planner", "deploy", PlannerConfig), expect_contract=ckpt.contract)
+    assert policy.discount == pytest.approx(0.95)
+    obs = {k: torch.zeros(2, *f.shape) for k, f in policy.contract.features.items()}
+    action = policy.act(obs)
+    assert action.shape == (2, 4) and bool((action.abs() <= 1).all())
+
+
+@pytest.mark.parametrize("frozen", [["encoder", "dynamics", "reward"], ["q", "pi"]])
+def test_frozen_modules_stay_bit_identical_and_the_others_change(tmp_path, pretrained, target_demos, frozen):
+    run = finetune(small(tmp_path, pretrained, target_demos, freeze=frozen))
+    before, after = states(pretrained), states(Path(run.checkpoint))
+    changed = {name: False for name in MODULES}
+    for key, value in before.items():
+        name = module_of(key)
+        if name in frozen:
+            assert torch.equal(value, after[key]), f"{key} of frozen {name} changed"
+        elif name is not None and value.is_floating_point() and not torch.equal(value, after[key]):
+            changed[name] = True
+    assert all(changed[name] for name in MODULES if name not in frozen), changed
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("target_"))
+
+
+def test_near_constant_state_dims_get_a_std_floor_and_nothing_else_moves(tmp_path, pretrained, target_demos):
+    before = load_checkpoint(pretrained).model_state["_encoder.state_std"]
+    assert float(before.min()) < 1e-5  # the goal's height never varies in the sim demos
+    run = finetune(small(tmp_path / "floor", pretrained, target_demos, steps=0, state_std_floor=0.01))
+    ckpt = load_checkpoint(run.checkpoint)
+    after = ckpt.model_state["_encoder.state_std"]
+    low = before < 0.01
+    assert ckpt.extra["state_std_floored"] == low.nonzero().flatten().tolist()
+    assert torch.all(after[low] == 0.01) and torch.equal(after[~low], before[~low])
+    run = finetune(small(tmp_path / "none", pretrained, target_demos, steps=0, state_std_floor=0.0))
+    assert torch.equal(load_checkpoint(run.checkpoint).model_state["_encoder.state_std"], before)
+
+
+def test_demos_whose_contract_differs_from_the_checkpoint_are_refused_naming_the_file(tmp_path, pretrained):
+    contract = task_contract("push_cube", control_mode="pd_joint_delta_pos")
+    episode = Episode(obs={k: torch.zeros(6, *f.shape) for k, f in contract.features.items()},
+                      actions=torch.zeros(5, contract.action_dim), success=torch.zeros(6, dtype=torch.bool))
+    bad = write_dataset(tmp_path / "joint_demos.h5", [episode], DatasetMetadata("push_cube", "real", contract))
+    with pytest.raises(DatasetError, match="joint_demos.h5.*action_dim 8 in dataset, 4 in checkpoint"):
+        finetune(small(tmp_path, pretrained, bad))
+    # Same contract, another task: refused too.
+    other = tmp_path / "pick.h5"
+    collect_demos(CollectConfig(task=replace(TASK, name="pick_cube"), backend="mujoco", episodes=1, out=str(other)))
+    with pytest.raises(DatasetError, match="pick.h5: demos of task 'pick_cube', the model is for task 'push_cube'"):
+        finetune(small(tmp_path, pretrained, other))
+
+
+def test_a_task_other_than_the_checkpoints_is_refused(tmp_path, pretrained, target_demos):
+    cfg = small(tmp_path, pretrained, target_demos, task=TaskConfig(name="push_cube", obs_mode="rgb"))
+    with pytest.raises(ContractMismatch, match="last.pt: contract mismatch"):
+        finetune(cfg)
+
+
+def test_sim_buffer_behaviour_needs_a_checkpoint_that_kept_its_buffer(tmp_path, pretrained, target_demos):
+    ckpt = load_checkpoint(pretrained)
+    del ckpt.extra["online_buffer"]
+    bare = save_checkpoint(tmp_path / "no_buffer.pt", ckpt)
+    with pytest.raises(ValueError, match="no_buffer.pt holds no online buffer.*save_buffer=true"):
+        finetune(small(tmp_path, bare, target_demos, behaviour="sim_buffer"))
+
+
+@pytest.mark.parametrize("objective", ["cdred", "iq"])
+def test_scratch_trains_the_same_world_model_on_the_demos_alone(tmp_path, target_demos, objective):
+    cfg = small(tmp_path, None, target_demos, scratch=True, task=TASK, model=tiny_model(),
+                objective=tiny_objective(objective))
+    run = finetune(cfg)
+    ckpt = load_checkpoint(run.checkpoint)
+    assert ckpt.extra["pretrained"] is None and ckpt.extra["stage"] == "finetune"
+    assert ckpt.model_config.latent_dim == 32 and ckpt.extra["objective_config"]["name"] == objective
+    _, episodes = read_episodes(target_demos)
+    mean, std = state_statistics(episodes, ckpt.contract)
+    assert torch.allclose(ckpt.model_state["_encoder.state_mean"], mean)
+    assert torch.allclose(ckpt.model_state["_encoder.state_std"], std.clamp(min=cfg.state_std_floor))
+    assert objective == "iq" or any(k.startswith("target_") for k in ckpt.extra["agent"]["objective"])
+    load_policy(run.checkpoint, load_preset("planner", "policy", PlannerConfig))
+
+
+def test_the_starting_point_must_be_a_checkpoint_or_a_complete_scratch_setup(tmp_path, pretrained, target_demos):
+    with pytest.raises(ValueError, match="scratch=true needs the groups"):
+        finetune(small(tmp_path, None, target_demos, scratch=True))
+    with pytest.raises(ValueError, match="checkpoint=...: required"):
+        finetune(small(tmp_path, None, target_demos))
+    with pytest.raises(ValueError, match="model=... is for scratch=true only"):
+        finetune(small(tmp_path, pretrained, target_demos, model=tiny_model()))
+    with pytest.raises(ValueError, match="behaviour='online': expected one of"):
+        finetune(small(tmp_path, pretrained, target_demos, behaviour="online"))
+
+
+@pytest.mark.parametrize("behaviour", ["rollouts", "demos"])
+def test_finetune_updates_lower_the_loss_on_a_fixed_batch(pretrained, target_demos, tmp_path, behaviour):
+    cfg = small(tmp_path, pretrained, target_demos, behaviour=behaviour)
+    cfg.agent.lr = 3e-4
+    tuner = Finetuner(cfg, say=lambda _: None)
+    batch = tuner.sample()
+    losses = [tuner.update(batch)["total_loss"] for _ in range(15)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_agent_rejects_unknown_frozen_modules_and_steps_with_everything_frozen(model, contract):
+    objective = make_objective(tiny_objective(), model)
+    planner = load_preset("planner", "policy", PlannerConfig)
+    with pytest.raises(ValueError, match="freeze: unknown module.*'decoder'"):
+        Agent(model, objective, contract, AgentConfig(), planner, 0.95, frozen=["decoder"])
+    agent = Agent(model, objective, contract, AgentConfig(), planner, 0.95,
+                  frozen=["encoder", "dynamics", "q", "pi", "reward"])
+    assert agent.optim is None and agent.pi_optim is None
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    obs = {k: torch.randn(4, 6, *f.shape) for k, f in contract.features.items()}
+    slices = SliceBatch(obs=obs, actions=torch.rand(3, 6, 4) * 2 - 1, terminated=torch.zeros(3, 6, dtype=torch.bool),
+                        rewards=torch.zeros(3, 6))
+    imagined = agent.imagine({k: v[0, :3] for k, v in obs.items()}, 3)
+    metrics = agent.update(slices, num_expert=3)
+    assert set(metrics) >= {"consistency_loss", "total_loss"}
+    metrics = agent.update(SliceBatch(obs={k: v[:, :3] for k, v in obs.items()}, actions=slices.actions[:, :3],
+                                      terminated=slices.terminated[:, :3], rewards=slices.rewards[:, :3]),
+                           num_expert=3, imagined=imagined)
+    assert imagined.zs.shape == (4, 3, model.cfg.latent_dim) and "reward_online" in metrics
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_script_evaluates_in_the_target_domain_and_prints_each_evaluation(tmp_path, pretrained, target_demos):
+    cmd = [sys.executable, str(ROOT / "scripts" / "finetune.py"), f"checkpoint={pretrained}", f"demos=[{target_demos}]",
+           "steps=2", "eval_backend=mujoco", "eval_domain=target", "eval_episodes=1", "eval_every=2", "device=cpu",
+           "agent.batch_size=8", "freeze=[encoder]", f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = re.findall(r"^finetune task=push_cube steps=(\d+) wall_s=[\d.]+ success=[\d.]+$", done.stdout, re.M)
+    assert lines == ["0", "2"], done.stdout
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt.extra["frozen"] == ["encoder"] and [h["step"] for h in ckpt.extra["history"]] == [0, 2]
+    assert (tmp_path / "eval.csv").read_text().count("\n") == 3
