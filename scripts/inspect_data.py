@@ -70,7 +70,8 @@ def print_summary(summary: DatasetSummary, console: Console) -> None:
                                 f"at end {_rate(stats.num_success_at_end, stats.count)}"))
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
-    header.add_column()
+    # Fold, never ellipsize: a long path must stay whole (and copyable) on narrow terminals.
+    header.add_column(overflow="fold")
     for key, value in rows:
         header.add_row(key, escape(value))
     console.print(header)
