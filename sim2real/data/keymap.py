@@ -16,6 +16,21 @@ from sim2real.data.config import Part
 from sim2real.data.episode import DatasetError
 
 
+def feature_parts(key_map: dict[str, list[Part]], name: str, section: str, where: str) -> list[Part]:
+    """The parts a reader's key map gives contract feature `name`, or an error naming the file."""
+    if name not in key_map:
+        raise DatasetError(f"{where}: the key map has no entry for contract feature {name!r} ({section}.features "
+                           f"has {sorted(key_map)})")
+    return key_map[name]
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """Refuse NaN/inf, naming the first bad step (row)."""
+    bad = ~np.isfinite(values).all(axis=-1)
+    if bad.any():
+        raise DatasetError(f"{what} is NaN/inf at step {int(np.argmax(bad))}")
+
+
 def part_label(part: Part) -> str:
     if part.value:
         return f"constant {list(part.value)}"

@@ -42,7 +42,7 @@ from sim2real.contract import Contract
 from sim2real.data.actions import clip_actions, targets_to_actions
 from sim2real.data.config import ACTION_KINDS, LeRobotOptions, Part
 from sim2real.data.episode import DatasetError, Episode
-from sim2real.data.keymap import assemble, image_frames
+from sim2real.data.keymap import assemble, feature_parts, image_frames
 from sim2real.data.resample import NS, grid, hold_indices, period_ns, to_ns
 
 INFO = Path("meta") / "info.json"
@@ -301,14 +301,12 @@ def _episode(dataset: LeRobotDataset, row: dict[str, Any], contract: Contract, f
 
     obs: dict[str, torch.Tensor] = {}
     for name, feature in contract.features.items():
-        if name not in features:
-            raise DatasetError(f"{dataset.root}: the key map has no entry for contract feature {name!r} "
-                               f"(lerobot.features has {sorted(features)})")
+        parts = feature_parts(features, name, "lerobot", str(dataset.root))
         if feature.kind == "rgb":
-            obs[name] = torch.from_numpy(_camera(dataset, row, table, path, features[name], idx, ts[idx],
+            obs[name] = torch.from_numpy(_camera(dataset, row, table, path, parts, idx, ts[idx],
                                                  feature.shape, options, where))
         else:
-            values = checked(name, assemble(name, features[name], get, n, feature.size, f"{path}: {where}"))
+            values = checked(name, assemble(name, parts, get, n, feature.size, f"{path}: {where}"))
             obs[name] = torch.from_numpy(values[idx].astype(np.float32).reshape(len(idx), *feature.shape))
 
     act_idx = idx[:-1]

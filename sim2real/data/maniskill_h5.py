@@ -32,7 +32,7 @@ from sim2real.contract import Contract
 from sim2real.data.actions import clip_actions
 from sim2real.data.config import ManiSkillOptions
 from sim2real.data.episode import DatasetError, Episode
-from sim2real.data.keymap import assemble, image_frames
+from sim2real.data.keymap import assemble, check_finite, feature_parts, image_frames
 
 # ManiSkill env ids -> our tasks (ManiSkill's own tasks and the registered Sim2Real variants).
 ENV_TASKS = {
@@ -126,10 +126,7 @@ def _episode(group: h5py.Group, path: Path, info: dict[str, Any], contract: Cont
         raise DatasetError(f"{where}/actions has {steps} steps, the JSON's elapsed_steps says {info['elapsed_steps']}")
     obs = {}
     for name, feature in contract.features.items():
-        if name not in options.features:
-            raise DatasetError(f"{where}: the key map has no entry for contract feature {name!r} (maniskill.features "
-                               f"has {sorted(options.features)})")
-        parts = options.features[name]
+        parts = feature_parts(options.features, name, "maniskill", where)
         if feature.kind == "rgb":
             if len(parts) != 1 or not parts[0].key:
                 raise DatasetError(f"{where}: rgb takes one part naming an image dataset, got {parts}")
@@ -140,11 +137,11 @@ def _episode(group: h5py.Group, path: Path, info: dict[str, Any], contract: Cont
                                                       f"{where}/{parts[0].key}"))
             continue
         values = assemble(name, parts, lambda key: read_array(group, key, where), steps + 1, feature.size, where)
-        _finite(values, f"{where}: feature {name!r}")
+        check_finite(values, f"{where}: feature {name!r}")
         obs[name] = torch.from_numpy(values.astype(np.float32).reshape(steps + 1, *feature.shape))
     raw = assemble("action", options.action, lambda key: read_array(group, key, where), steps, contract.action_dim,
                    where)
-    _finite(raw, f"{where}/actions")
+    check_finite(raw, f"{where}/actions")
     actions, clipped = clip_actions(raw)
     success = np.zeros(steps + 1, dtype=bool)
     if "success" in group:
@@ -161,7 +158,3 @@ def _episode(group: h5py.Group, path: Path, info: dict[str, Any], contract: Cont
                    meta=meta)
 
 
-def _finite(values: np.ndarray, what: str) -> None:
-    bad = ~np.isfinite(values).all(axis=-1)
-    if bad.any():
-        raise DatasetError(f"{what} is NaN/inf at step {int(np.argmax(bad))}")

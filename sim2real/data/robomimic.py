@@ -33,7 +33,7 @@ from sim2real.contract import Contract
 from sim2real.data.actions import clip_actions
 from sim2real.data.config import RobomimicOptions
 from sim2real.data.episode import DatasetError, Episode
-from sim2real.data.keymap import assemble, image_frames
+from sim2real.data.keymap import assemble, check_finite, feature_parts, image_frames
 from sim2real.data.maniskill_h5 import open_h5, read_array
 
 OBS_PREFIX = "obs/"
@@ -107,10 +107,7 @@ def _episode(group: h5py.Group, path: Path, contract: Contract, options: Robomim
 
     obs = {}
     for name, feature in contract.features.items():
-        if name not in options.features:
-            raise DatasetError(f"{where}: the key map has no entry for contract feature {name!r} (robomimic.features "
-                               f"has {sorted(options.features)})")
-        parts = options.features[name]
+        parts = feature_parts(options.features, name, "robomimic", where)
         if feature.kind == "rgb":
             if len(parts) != 1 or not parts[0].key:
                 raise DatasetError(f"{where}: rgb takes one part naming an image key, got {parts}")
@@ -118,16 +115,12 @@ def _episode(group: h5py.Group, path: Path, contract: Contract, options: Robomim
                                                       options.camera_crop, f"{where}/{parts[0].key}"))
             continue
         values = assemble(name, parts, observations, steps + 1, feature.size, where)
-        bad = ~np.isfinite(values).all(axis=1)
-        if bad.any():
-            raise DatasetError(f"{where}: feature {name!r} is NaN/inf at step {int(np.argmax(bad))}")
+        check_finite(values, f"{where}: feature {name!r}")
         obs[name] = torch.from_numpy(values.astype(np.float32).reshape(steps + 1, *feature.shape))
 
     raw = assemble("action", options.action, lambda key: read_array(group, key, where)[:steps], steps,
                    contract.action_dim, where)
-    bad = ~np.isfinite(raw).all(axis=1)
-    if bad.any():
-        raise DatasetError(f"{where}/actions is NaN/inf at step {int(np.argmax(bad))}")
+    check_finite(raw, f"{where}/actions")
     actions, clipped = clip_actions(raw)
     success = np.zeros(steps + 1, dtype=bool)
     if options.success_key:
