@@ -18,6 +18,7 @@ from torch import nn
 from sim2real.contract import Contract
 from sim2real.data import Episode
 from sim2real.layers import conv_encoder, conv_output_dim, mlp
+from sim2real.world_model import STATE_STD_FLOOR
 
 
 @dataclass
@@ -135,7 +136,7 @@ def train_bc(episodes: list[Episode], contract: Contract, cfg: BCConfig, device:
     inputs, targets, masks = _pairs(episodes, contract, cfg.chunk)
     if "state" in inputs:
         policy.state_mean.copy_(inputs["state"].mean(0))
-        policy.state_std.copy_(inputs["state"].std(0).clamp(min=1e-6))
+        policy.state_std.copy_(inputs["state"].std(0).clamp(min=STATE_STD_FLOOR))
     policy.to(device)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     targets, masks = targets.to(device), masks.to(device)

@@ -14,10 +14,9 @@ target demos as its expert half and as many behaviour slices from one of three s
 The losses are pretraining's (`Agent.update`): consistency, the objective's critic loss, the
 prior's loss and the optional BC term, with `freeze` modules held fixed. CDRED's random
 targets are buffers and never change. The observation normalisation is kept from pretraining
-except for a floor on its std (`state_std_floor`): without it, the goal height, constant in
-the sim demos (std 1e-6), turned the target domain's 5 mm sensor noise into inputs of 10^4
-standard deviations, and the pretrained push_cube prior went from 0.70 success zero-shot in
-the MuJoCo target domain to 0.00 (and finetuning could not recover it in 500 updates).
+except for a floor on its std (`state_std_floor`, by default pretraining's own
+`STATE_STD_FLOOR`): checkpoints written before pretraining floored it carry std 1e-6 for
+features constant in sim, and a floor above the default can be tried per target.
 `scratch=true` trains the same model and objective from a fresh initialisation on the demos
 alone (the transfer benchmark's world-model-from-scratch baseline).
 
@@ -52,7 +51,7 @@ from sim2real.imitation import CONFIGS, make_objective
 from sim2real.inference import load_objective
 from sim2real.planner import discount_from_episode_length
 from sim2real.pretrain import CsvLog, state_statistics
-from sim2real.world_model import WorldModel
+from sim2real.world_model import STATE_STD_FLOOR, WorldModel
 
 BEHAVIOURS = ("rollouts", "demos", "sim_buffer")
 
@@ -113,7 +112,7 @@ class FinetuneConfig:
     eval_episodes: int = 10
     eval_every: int = 250
     eval_video: bool = False
-    state_std_floor: float = 0.01
+    state_std_floor: float = STATE_STD_FLOOR
     out_dir: str = ""
     task: Any = None
     model: Any = None

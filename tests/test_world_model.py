@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sim2real.config import ModelConfig
-from sim2real.world_model import WorldModel
+from sim2real.world_model import STATE_STD_FLOOR, WorldModel
 
 B, A = 6, 4
 
@@ -112,6 +112,17 @@ def test_state_normalization_is_applied_and_saved(model: WorldModel):
     model.set_state_normalization(torch.full((16,), 3.0), torch.full((16,), 5.0))
     assert not torch.allclose(before, model.encode(x))
     assert torch.equal(model.state_dict()["_encoder.state_mean"], torch.full((16,), 3.0))
+
+
+def test_state_std_is_floored_so_sensor_noise_on_a_sim_constant_stays_small(model: WorldModel):
+    std = torch.full((16,), 0.5)
+    std[3] = 0.0  # e.g. the goal's height: constant in every sim demo
+    model.set_state_normalization(torch.zeros(16), std)
+    stored = model.state_dict()["_encoder.state_std"]
+    assert stored[3].item() == pytest.approx(STATE_STD_FLOOR)
+    assert torch.equal(stored[:3], std[:3])
+    # 5 mm of noise on that feature is half a std, not 10^3 of them
+    assert (0.005 / stored[3]).item() <= 0.5 + 1e-6
 
 
 def test_bad_configs_and_inputs_are_reported(small_cfg: ModelConfig):
