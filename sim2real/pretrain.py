@@ -50,8 +50,8 @@ class LoopConfig:
         seed_steps: random-action steps before learning; 0 means max(1000, 5 * episode_length).
         utd_ratio: gradient updates per env step after the seed phase.
         buffer_size: online buffer capacity in transitions.
-        demos: expert demo file (our HDF5); empty means data/<task>_<backend>_source.h5. A
-            missing file is collected with the scripted expert first.
+        demos: expert demo file (our HDF5); empty means data/<task>_<backend>_<domain>.h5. A
+            missing file is collected with the scripted expert in the pretraining domain first.
         num_demos: how many of the file's episodes to imitate.
         eval_every / eval_episodes: evaluation period (env steps) and episodes per evaluation.
         checkpoint_every: checkpoint period (env steps); a final one is always written.
@@ -196,7 +196,8 @@ class CsvLog:
 
 
 def _demo_path(cfg: LoopConfig, task: str) -> str:
-    return cfg.demos or f"data/{task}_{cfg.backend}_source.h5"
+    domain = getattr(cfg, "domain", None)
+    return cfg.demos or f"data/{task}_{cfg.backend}_{domain.name if domain is not None else 'source'}.h5"
 
 
 def load_demos(cfg: LoopConfig, task_cfg: Any, contract: Any, say: Callable[[str], None]) -> list[Episode]:
@@ -205,8 +206,11 @@ def load_demos(cfg: LoopConfig, task_cfg: Any, contract: Any, say: Callable[[str
     if not Path(path).exists():
         from tasks.collect import CollectConfig, collect_demos
         say(f"demo file {path} not found: collecting {cfg.num_demos} episodes with the scripted expert")
+        # In the pretraining domain: a shifted source (transfer benchmark) gets its own demos.
+        domain = getattr(cfg, "domain", None)
+        extra = {"domain": domain} if domain is not None else {}
         collect_demos(CollectConfig(task=task_cfg, backend=cfg.backend, episodes=cfg.num_demos, seed=10_000,
-                                    out=path))
+                                    out=path, **extra))
     _, episodes = read_dataset(path, expect_contract=contract)
     if len(episodes) < cfg.num_demos:
         say(f"{path} holds {len(episodes)} episodes; using all of them (num_demos={cfg.num_demos})")

@@ -1,0 +1,139 @@
+"""Transfer benchmark: argument routing, the table's statistics, and one tiny run end to end
+(MuJoCo source and target, one seed, every method) that is then continued from its files."""
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim2real.transfer import (MethodSummary, TransferConfig, domain_with, gap_line, parse_args, summarise,
+                               transfer_line)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_arguments_are_routed_to_pretraining_finetuning_bc_and_the_domains():
+    cfg = parse_args(["task=pick_cube", "target_backend=mujoco", "demos=10", "seeds=3", "pretrain.steps=2000",
+                      "finetune.steps=50", "scratch.agent.lr=3e-4", "bc.chunk=4", "methods=[ours,bc]",
+                      "target_domain.friction_scale=0.3", "source_domain.obs_noise_std=0.001"])
+    assert (cfg.task, cfg.target_backend, cfg.demos, cfg.seeds) == ("pick_cube", "mujoco", 10, 3)
+    assert cfg.pretrain == ["steps=2000"] and cfg.finetune == ["steps=50"] and cfg.scratch == ["agent.lr=3e-4"]
+    assert cfg.bc == {"chunk": 4} and cfg.methods == ["ours", "bc"]
+    # an override changes one field of the preset and keeps the rest of it
+    assert cfg.target_domain.friction_scale == 0.3 and cfg.target_domain.object_mass_scale == 1.5
+    assert cfg.target_domain.name == "target(friction_scale=0.3)"
+    assert cfg.source_domain.obs_noise_std == 0.001 and cfg.source_domain.friction_scale == 1.0
+    assert parse_args([]).target_domain.name == "target"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["seed=3"], "unknown key 'seed'"),
+    (["methods=[ours,dagger]"], "unknown \\['dagger'\\]"),
+    (["target_domain.frictoin_scale=0.3"], "frictoin_scale=0.3.*unknown field"),
+    (["target_domain=moon"], "'moon': not a preset"),
+    (["demos=0"], "must all be >= 1"),
+    (["pretrain=steps"], "one by one"),
+])
+def test_bad_arguments_are_refused_naming_them(argv, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(argv)
+
+
+def test_a_domain_override_that_is_invalid_is_refused():
+    with pytest.raises(ValueError, match="friction_scale=-1"):
+        domain_with("target", ["friction_scale=-1"])
+
+
+def rows(method, successes, episodes=50):
+    return [{"method": method, "seed": i, "successes": k, "episodes": episodes} for i, k in enumerate(successes)]
+
+
+def test_summary_takes_the_wider_of_the_seed_spread_and_the_episode_count():
+    # spread between seeds dominates: t interval over [0.2, 0.8, 0.5]
+    s = summarise(rows("bc", [10, 40, 25]), "bc")
+    assert s.success_mean == pytest.approx(0.5) and s.episodes == 150 and s.per_seed == [0.2, 0.8, 0.5]
+    half = 4.303 * 0.3 / 3 ** 0.5
+    assert (s.ci95_low, s.ci95_high) == (pytest.approx(max(0.0, 0.5 - half)), pytest.approx(min(1.0, 0.5 + half)))
+    # every seed the same: the pooled Wilson interval keeps a width
+    s = summarise(rows("ours", [45, 45, 45, 45, 45]), "ours")
+    assert s.success_mean == pytest.approx(0.9) and 0.85 < s.ci95_low < 0.9 < s.ci95_high < 0.94
+    # all failures: a non-empty interval starting at 0, never below the mean
+    s = summarise(rows("zero_shot", [0, 0]), "zero_shot")
+    assert s.ci95_low == 0.0 < s.ci95_high and s.success_mean == 0.0
+    with pytest.raises(ValueError, match="no results for method 'wm_scratch'"):
+        summarise(rows("bc", [1]), "wm_scratch")
+
+
+def test_gap_line_compares_ours_with_the_best_offline_baseline():
+    cfg = TransferConfig()
+    ours = MethodSummary("ours", 5, 200, 250, 0.8, 0.7, 0.9, [])
+    bc = MethodSummary("bc", 5, 100, 250, 0.4, 0.3, 0.5, [])
+    scratch = MethodSummary("wm_scratch", 5, 120, 250, 0.48, 0.38, 0.65, [])
+    line = gap_line(cfg, {"ours": ours, "bc": bc, "wm_scratch": scratch})
+    assert "best_baseline=wm_scratch" in line and "gap_points=+32.0" in line and "cis_overlap=false" in line
+    scratch.ci95_high = 0.75
+    assert "cis_overlap=true" in gap_line(cfg, {"ours": ours, "bc": bc, "wm_scratch": scratch})
+    assert gap_line(cfg, {"ours": ours}) is None
+    assert transfer_line(cfg, ours) == ("transfer task=push_cube source=maniskill:source target=maniskill:target "
+                                        "method=ours demos=20 seeds=5 success_mean=0.800 ci95_low=0.700 "
+                                        "ci95_high=0.900")
+
+
+TINY = ["task=push_cube", "source_backend=mujoco", "target_backend=mujoco", "demos=2", "seeds=1",
+        "eval_episodes=2", "pretrain.steps=60", "pretrain.seed_steps=40", "pretrain.eval_every=60",
+        "pretrain.eval_episodes=1", "pretrain.num_demos=2", "pretrain.agent.batch_size=16",
+        "pretrain.model.latent_dim=32", "pretrain.model.enc_dim=32", "pretrain.model.mlp_dim=32",
+        "finetune.steps=5", "finetune.agent.batch_size=16", "scratch_steps=5", "scratch.agent.batch_size=16",
+        "bc.steps=20", "bc.hidden_dim=32"]
+
+
+def run_benchmark(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer.py"), *TINY,
+                           f"cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'run'}", *extra],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_tiny_run_prints_the_table_writes_its_files_and_continues_from_them(tmp_path):
+    pytest.importorskip("mujoco")
+    done = run_benchmark(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("transfer ")]
+    pattern = (r"transfer task=push_cube source=mujoco:source target=mujoco:target method=(\w+) demos=2 seeds=1 "
+               r"success_mean=([\d.]+) ci95_low=([\d.]+) ci95_high=([\d.]+)")
+    found = {m.group(1): m for m in map(lambda s: re.fullmatch(pattern, s), lines) if m}
+    assert sorted(found) == ["bc", "ours", "wm_scratch", "zero_shot"], done.stdout[-3000:]
+    for m in found.values():
+        assert 0.0 <= float(m.group(3)) <= float(m.group(2)) <= float(m.group(4)) <= 1.0
+    assert "transfer_gap task=push_cube" in done.stdout
+    run = tmp_path / "run"
+    with open(run / "results.csv", newline="") as f:
+        results = list(csv.DictReader(f))
+    assert sorted(r["method"] for r in results) == ["bc", "ours", "wm_scratch", "zero_shot"]
+    assert all(r["episodes"] == "2" and r["seed"] == "0" for r in results)
+    with open(run / "summary.csv", newline="") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == ["ours", "zero_shot", "bc", "wm_scratch"]
+    assert (run / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "seed0" / "target_demos.h5").exists()
+    ours = run / "seed0" / "ours" / "checkpoints" / "last.pt"
+    assert ours.exists()
+    # The same out_dir again: nothing is retrained, the table is the same.
+    mtime = ours.stat().st_mtime_ns
+    again = run_benchmark(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 (method, seed) results already there" in again.stdout
+    assert [line for line in again.stdout.splitlines() if line.startswith("transfer ")] == lines
+    assert ours.stat().st_mtime_ns == mtime
+    # One more seed reuses the cached pretraining and adds seed 1 only.
+    more = run_benchmark(tmp_path, "seeds=2", "methods=[zero_shot,bc]")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "pretrained checkpoint from cache" in more.stdout and "pretraining on" not in more.stdout
+    with open(run / "results.csv", newline="") as f:
+        assert sorted((r["method"], r["seed"]) for r in csv.DictReader(f) if r["seed"] == "1") == [
+            ("bc", "1"), ("zero_shot", "1")]
+    # Other settings in the same out_dir are refused.
+    refused = run_benchmark(tmp_path, "demos=3")
+    assert refused.returncode != 0 and "holds a run with other settings" in refused.stderr
