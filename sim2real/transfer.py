@@ -54,6 +54,8 @@ class TransferConfig:
             `target_domain.friction_scale=0.5` on the command line overrides one field of it.
         demos: target demos every method gets.
         seeds: seeds per method (each: its own target demos, training seed, evaluation episodes).
+        first_seed: the seeds are first_seed, ..., first_seed + seeds - 1 (a sweep gives each
+            job its own; `scripts/aggregate_transfer.py` puts their results back together).
         eval_episodes: target episodes per method and seed.
         pretrain_seeds: distinct pretraining runs; seed k uses run k % pretrain_seeds (one
             pretraining run per seed on a GPU; fewer on a CPU, where a run takes ~10 minutes).
@@ -75,6 +77,7 @@ class TransferConfig:
     target_domain: Any = "target"
     demos: int = 20
     seeds: int = 5
+    first_seed: int = 0
     eval_episodes: int = 50
     pretrain_seeds: int = 1
     methods: list[str] = field(default_factory=lambda: list(METHODS))
@@ -132,6 +135,8 @@ def parse_args(argv: Iterable[str]) -> TransferConfig:
     cfg.target_domain = domain_with(cfg.target_domain, domain_overrides["target_domain"])
     if cfg.demos < 1 or cfg.seeds < 1 or cfg.eval_episodes < 1 or cfg.pretrain_seeds < 1:
         raise ValueError("demos, seeds, eval_episodes and pretrain_seeds must all be >= 1")
+    if cfg.first_seed < 0:
+        raise ValueError(f"first_seed={cfg.first_seed}: must be >= 0")
     return cfg
 
 
@@ -405,14 +410,15 @@ def run_transfer(cfg: TransferConfig, say: Callable[[str], None] = print) -> dic
     out = Path(cfg.out_dir or f"outputs/benchmarks/transfer/{cfg.task}_{cfg.source_backend}-{cfg.target_backend}_"
                               f"{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    record = {k: v for k, v in asdict(cfg).items() if k not in ("out_dir", "cache_dir", "device", "seeds", "methods")}
+    record = run_record(cfg)
     config_path = out / "config.json"
     if config_path.exists():
-        before = json.loads(config_path.read_text())
-        if before != json.loads(json.dumps(record, default=str)):
+        if _recorded(json.loads(config_path.read_text())) != record:
             raise ValueError(f"{config_path}: this out_dir holds a run with other settings; use a new out_dir")
     else:
-        config_path.write_text(json.dumps(record, indent=1, default=str))
+        tmp = config_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, config_path)
     results_path = out / "results.csv"
     rows = read_results(results_path)
     done = {(r["method"], int(r["seed"])) for r in rows}
@@ -420,7 +426,7 @@ def run_transfer(cfg: TransferConfig, say: Callable[[str], None] = print) -> dic
         say(f"continuing {out}: {len(done)} (method, seed) results already there")
     env = tasks.make_env(_task_config(cfg.task), backend=cfg.target_backend, num_envs=1, domain=cfg.target_domain)
     try:
-        for seed in range(cfg.seeds):
+        for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
             todo = [m for m in cfg.methods if (m, seed) not in done]
             if not todo:
                 continue
@@ -442,6 +448,39 @@ def run_transfer(cfg: TransferConfig, say: Callable[[str], None] = print) -> dic
     finally:
         env.close()
     return report(cfg, rows, out, say)
+
+
+# Settings that do not change what a (method, seed) result means: runs that differ only in
+# them can be continued in one out_dir or aggregated into one table.
+_NOT_RECORDED = ("out_dir", "cache_dir", "device", "seeds", "first_seed", "methods")
+
+
+def run_record(cfg: TransferConfig) -> dict[str, Any]:
+    """What config.json holds: the settings that define the experiment (plain JSON types)."""
+    record = {k: v for k, v in asdict(cfg).items() if k not in _NOT_RECORDED}
+    return json.loads(json.dumps(record, default=str))
+
+
+def _recorded(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in _NOT_RECORDED}
+
+
+def load_run(out_dir: str | Path) -> tuple[TransferConfig, list[dict[str, Any]]]:
+    """A run's settings (config.json) and its per-(method, seed) results (results.csv)."""
+    from sim2real.config import to_dataclass
+    from tasks.domain import DomainParams
+
+    out = Path(out_dir)
+    config_path = out / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: not found; is {out} a transfer benchmark out_dir?")
+    record = _recorded(json.loads(config_path.read_text()))
+    domains = {k: to_dataclass(record.pop(k), DomainParams) for k in ("source_domain", "target_domain")}
+    cfg = TransferConfig(**record, **domains)
+    rows = read_results(out / "results.csv")
+    cfg.seeds = len({int(r["seed"]) for r in rows})
+    cfg.out_dir = str(out)
+    return cfg, rows
 
 
 def report(cfg: TransferConfig, rows: list[dict[str, Any]], out: Path,
