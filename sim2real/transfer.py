@@ -311,10 +311,21 @@ def pretrain_key(cfg: TransferConfig, pretrain_seed: int) -> str:
 
 def pretrained_checkpoint(cfg: TransferConfig, pretrain_seed: int, say: Callable[[str], None]) -> Path:
     """The cached checkpoint of this pretraining, trained (or finished, after a stop) first if needed."""
+    import fcntl
+
+    out = Path(cfg.cache_dir) / pretrain_key(cfg, pretrain_seed)
+    out.mkdir(parents=True, exist_ok=True)
+    # Sweep jobs that need the same pretraining run at once: one trains, the others wait on
+    # the lock and then find done.json.
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _pretrain_once(cfg, pretrain_seed, out, say)
+
+
+def _pretrain_once(cfg: TransferConfig, pretrain_seed: int, out: Path, say: Callable[[str], None]) -> Path:
     from sim2real.config import compose_config
     from sim2real.pretrain import eval_line, pretrain, pretrain_config, register_schemas
 
-    out = Path(cfg.cache_dir) / pretrain_key(cfg, pretrain_seed)
     done = out / "done.json"
     ckpt = out / "checkpoints" / "last.pt"
     if done.exists() and ckpt.exists():
