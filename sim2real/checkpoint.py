@@ -6,7 +6,8 @@ statistics, the running Q scale, frozen reward targets) and an `extra` dict for 
 stage adds (optimiser states, step counters, RNG states, provenance).
 
 Files are written atomically (temp file in the same directory, fsync, rename), so a
-crash mid-save leaves the previous checkpoint intact, and read with
+crash mid-save leaves the previous checkpoint intact (and a `.<name>.*.tmp` file that
+`remove_temp_files` clears), and read with
 `torch.load(weights_only=True)`, which never unpickles arbitrary objects: every value
 stored here is a tensor or a plain Python container of primitives.
 """
@@ -29,6 +30,7 @@ from sim2real.device import resolve_device
 from sim2real.world_model import WorldModel
 
 FORMAT_VERSION = 1
+TEMP_SUFFIX = ".tmp"
 _REQUIRED_KEYS = ("format_version", "model_config", "contract", "model_state", "extra")
 
 
@@ -81,17 +83,35 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "model_state": ckpt.model_state,
         "extra": ckpt.extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        # A full disk or an I/O error: the message names the checkpoint, not the temp file.
+        Path(tmp).unlink(missing_ok=True)
+        kept = "the previous file is unchanged" if path.exists() else "no file was written"
+        message = f"{path}: checkpoint not written ({err.strerror or err}); {kept}"
+        raise (OSError(err.errno, message) if err.errno else OSError(message)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temp files of saves that never finished (their writer was killed).
+
+    Call only while nothing saves into `directory`, e.g. when a run starts.
+    """
+    directory = Path(directory)
+    stale = sorted(directory.glob(f".*.pt.*{TEMP_SUFFIX}")) if directory.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: str | os.PathLike, expect_contract: Contract | None = None,

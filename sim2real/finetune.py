@@ -21,7 +21,8 @@ features constant in sim, and a floor above the default can be tried per target.
 alone (the transfer benchmark's world-model-from-scratch baseline).
 
 A run writes `metrics.csv`, `eval.csv`, TensorBoard events (`tb/`) and `checkpoints/last.pt`
-(atomic) under `out_dir`; the checkpoint loads like a pretrained one
+(atomic) under `out_dir`, checked for writes and free space before the first update
+(`sim2real.preflight`); the checkpoint loads like a pretrained one
 (`sim2real.inference.load_policy`) and records where it came from in `extra`.
 """
 
@@ -50,6 +51,7 @@ from sim2real.evaluate import evaluate_policy
 from sim2real.imitation import CONFIGS, make_objective
 from sim2real.inference import load_objective
 from sim2real.planner import discount_from_episode_length
+from sim2real.preflight import LOG_MARGIN_BYTES, check_output_dir, checkpoint_bytes, fmt_bytes
 from sim2real.pretrain import CsvLog, state_statistics
 from sim2real.world_model import STATE_STD_FLOOR, WorldModel
 
@@ -417,12 +419,16 @@ def finetune(cfg: FinetuneConfig, on_eval: Callable[[FinetuneEval], None] | None
 
     console = Console()
     out = Path(cfg.out_dir or ".")
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     tuner = Finetuner(cfg, say=console.print)
     agent, start = tuner.agent, tuner.start
+    # Before the evaluation env and the first update: the checkpoint must have somewhere to go.
+    ckpt_bytes = checkpoint_bytes(agent.model, start.objective)
+    check_output_dir(out, 2 * ckpt_bytes + LOG_MARGIN_BYTES,
+                     f"checkpoints/last.pt and a temp file while saving, about {fmt_bytes(ckpt_bytes)} each, and "
+                     f"{fmt_bytes(LOG_MARGIN_BYTES)} for logs and videos")
     task_name = start.task.name if start.task is not None else "unknown"
     console.print(f"finetune task={task_name} from={'scratch' if cfg.scratch else cfg.checkpoint} "
                   f"objective={start.objective.name} behaviour={cfg.behaviour} freeze={list(agent.frozen)} "

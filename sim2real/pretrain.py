@@ -9,13 +9,16 @@ reward, with their correlation, for diagnosis only.
 Everything a run produces goes under `out_dir`: `metrics.csv` (one row per log/eval point),
 `eval.csv`, checkpoints (`checkpoints/step_<n>.pt`, `checkpoints/last.pt`, atomic), and
 the online buffer when `save_buffer` is set. `resume=true` continues from `last.pt`:
-step and update counts, optimisers, RNG states and (if saved) the online buffer.
+step and update counts, optimisers, RNG states and (if saved) the online buffer; the CSV
+rows past its step are dropped. Before anything else the output directory is checked for
+writes and free space (`sim2real.preflight`).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import random
 import time
 from collections import deque
@@ -29,13 +32,14 @@ from hydra.core.config_store import ConfigStore
 
 from sim2real.agent import Agent, AgentConfig
 from sim2real.buffer import EpisodeBuffer, cat_batches, expert_buffer
-from sim2real.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from sim2real.checkpoint import load_checkpoint, make_checkpoint, remove_temp_files, save_checkpoint
 from sim2real.config import ModelConfig, PlannerConfig
 from sim2real.data import Episode, EpisodeRecorder, read_dataset
 from sim2real.device import resolve_device
 from sim2real.evaluate import evaluate_policy
 from sim2real.imitation import make_objective
 from sim2real.planner import discount_from_episode_length
+from sim2real.preflight import check_output_dir, pretrain_output_bytes
 from sim2real.world_model import WorldModel
 
 
@@ -175,14 +179,37 @@ def eval_line(cfg: PretrainConfig, r: EvalResult) -> str:
 
 
 class CsvLog:
-    """Append-only CSV whose columns are fixed by the first row ever written (kept across resumes)."""
+    """Append-only CSV whose columns are fixed by the first row ever written (kept across resumes).
+
+    A last line without its newline (the writer was killed mid-row) is dropped on opening.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fields: list[str] | None = None
+        if path.exists():
+            _drop_partial_line(path)
         if path.exists() and path.stat().st_size:
             with open(path, newline="") as f:
                 self.fields = next(csv.reader(f))
+
+    def drop_rows_after(self, key: str, value: float) -> None:
+        """Remove the rows whose `key` column exceeds `value` (a resumed run rewrites them),
+        replacing the file atomically."""
+        if self.fields is None or key not in self.fields:
+            return
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        col = self.fields.index(key)
+        kept = [rows[0]] + [r for r in rows[1:] if len(r) <= col or not r[col] or float(r[col]) <= value]
+        if len(kept) == len(rows):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
     def write(self, row: dict[str, Any]) -> None:
         new = self.fields is None
@@ -193,6 +220,24 @@ class CsvLog:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Truncate `path` after its last newline."""
+    with open(path, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            start = max(0, pos - 65536)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                pos = start + newline + 1
+                break
+            pos = start
+        if pos < end:
+            f.truncate(pos)
 
 
 def _demo_path(cfg: LoopConfig, task: str) -> str:
@@ -259,7 +304,11 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
 
     console = Console()
     out = Path(cfg.out_dir or ".")
+    # Before demos, envs or training: a run that cannot write its checkpoints stops here.
+    check_output_dir(out, *pretrain_output_bytes(cfg))
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    for tmp in remove_temp_files(out / "checkpoints"):
+        console.print(f"removed {tmp}: the temp file of a save that never finished")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -317,6 +366,9 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
         save_checkpoint(last, ckpt)
 
     metrics_log, eval_log = CsvLog(out / "metrics.csv"), CsvLog(out / "eval.csv")
+    if cfg.resume:  # rows logged after the checkpoint by the run that died are logged again
+        for log in (metrics_log, eval_log):
+            log.drop_rows_after("env_steps", step)
     from torch.utils.tensorboard import SummaryWriter
     tb = SummaryWriter(str(out / "tb"), purge_step=step or None)
     timers = {"act": 0.0, "env": 0.0, "update": 0.0, "eval": 0.0}
