@@ -8,9 +8,10 @@ raw dict configs.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -135,13 +136,37 @@ def to_dataclass(cfg: DictConfig | Any, cls: type[T]) -> T:
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
-def compose_config(config_name: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose a config from `configs/` outside a Hydra app (tests, benchmarks, notebooks)."""
+@contextmanager
+def _configs_dir() -> Iterator[None]:
+    """Hydra initialised on configs/ for a compose call, also inside a running Hydra app.
+
+    Hydra's compose API refuses to start while an app's Hydra is initialised (a `scripts/*.py`
+    job that composes a stage's config): step the app's aside for the compose, then put it back,
+    with the job name compose renames to "app" (the launcher names the next job's log after it).
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import JobRuntime
+
     if not CONFIG_DIR.is_dir():
         raise FileNotFoundError(
             f"config directory {CONFIG_DIR} not found; install sim2real editable from a clone "
             "(scripts/install.sh) so that configs/ sits next to the package")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    job_name = JobRuntime.instance().get("name") if outer is not None else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            yield
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(outer)
+            JobRuntime.instance().set("name", job_name)
+
+
+def compose_config(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose a config from `configs/` (tests, benchmarks, notebooks, and inside a Hydra app)."""
+    with _configs_dir():
         return compose(config_name=config_name, overrides=overrides or [])
 
 
@@ -152,6 +177,6 @@ def preset_names(group: str) -> list[str]:
 
 def load_preset(group: str, name: str, cls: type[T]) -> T:
     """One preset of a group as a dataclass, e.g. `load_preset("model", "5m", ModelConfig)`."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with _configs_dir():
         cfg = compose(config_name=f"{group}/{name}")
     return to_dataclass(cfg[group], cls)

@@ -115,7 +115,12 @@ def parse_args(argv: Iterable[str]) -> TransferConfig:
         if rest and head in ("pretrain", "finetune", "scratch"):
             getattr(cfg, head).append(f"{rest}={value}")
         elif rest and head == "bc":
-            cfg.bc[rest] = yaml.safe_load(value)
+            from sim2real.bc import BCConfig
+
+            if rest not in {f.name for f in fields(BCConfig)}:
+                raise ValueError(f"argument {arg!r}: not a BCConfig field; expected bc.<one of "
+                                 f"{sorted(f.name for f in fields(BCConfig))}>")
+            cfg.bc[rest] = _number(yaml.safe_load(value))
         elif rest and head in domain_overrides:
             domain_overrides[head].append(f"{rest}={value}")
         elif key in known and not rest:
@@ -138,6 +143,16 @@ def parse_args(argv: Iterable[str]) -> TransferConfig:
     if cfg.first_seed < 0:
         raise ValueError(f"first_seed={cfg.first_seed}: must be >= 0")
     return cfg
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads `3e-4` (no dot) as a string: take it as the float it means."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def domain_with(spec: Any, overrides: list[str]) -> Any:
@@ -303,8 +318,9 @@ def _task_config(name: str) -> Any:
 
 def pretrain_key(cfg: TransferConfig, pretrain_seed: int) -> str:
     """Everything that makes a pretrained checkpoint; equal keys share one cache entry."""
+    last = dict(o.split("=", 1) for o in cfg.pretrain)  # the last value of a key is the one that counts
     spec = {"task": cfg.task, "backend": cfg.source_backend, "domain": asdict(cfg.source_domain),
-            "overrides": sorted(cfg.pretrain), "seed": pretrain_seed}
+            "overrides": sorted(f"{k}={v}" for k, v in last.items()), "seed": pretrain_seed}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.task}_{cfg.source_backend}_{cfg.source_domain.name}_{digest}/seed{pretrain_seed}"
 
