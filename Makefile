@@ -3,12 +3,19 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test bench bench-envs
+.PHONY: install demo toy test bench bench-envs
 
 install:
 	scripts/install.sh dev
 
-demo: install
+# The main command: sim demos -> pretraining -> target demos over ROS 2 -> finetuning ->
+# deployment over ROS 2 -> report (scripts/demo.py; ARGS="task=pick_cube ..." passes overrides).
+demo:
+	scripts/install.sh maniskill,mujoco,ros,data
+	$(PY) scripts/demo.py $(ARGS)
+
+# The latent-planning toy (no simulator): seconds on a CPU.
+toy: install
 	$(PY) scripts/toy_latent.py
 
 # The tests exercise both simulators, the ROS 2 bridge and the demo-log readers, so they

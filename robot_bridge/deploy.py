@@ -6,6 +6,14 @@ written to the run directory (the same file format an ament launch file passes),
 coordinates episodes over ROS topics: `~/reset` to the arm, wait for its `episode_end` status,
 report success. With `robot=ros` only the policy node starts, against an arm already running.
 
+Without a checkpoint, `policy.policy=expert task=<task>` runs the task's scripted expert through
+the same loop. `record_dir` records every episode as a rosbag2 bag (robot_bridge.bag_recorder,
+one bag per episode, on the deploy process's own participant): the joint states, object pose,
+goal and the policy node's commands, with task, seed, domain, contract and success; the bags
+read back with `configs/dataset/ros2_sim_panda.yaml`. The run directory also gets the policy
+node's per-tick latencies (`latency.json`) and, with `video_episodes`, MP4s of the first episodes
+rendered from the MuJoCo arm (`videos/episode_<k>.mp4`).
+
 The network rule: unless `allow_network=true`, everything runs in a fresh network namespace
 with loopback-only DDS settings (`ensure_network_namespace` re-executes the command under
 `unshare -n`). With `transport=rclpy` and no rclpy in this interpreter, the nodes run with the
@@ -33,10 +41,15 @@ from hydra.core.config_store import ConfigStore
 from robot_bridge.netns import in_network_namespace, loopback_env, netns_command
 from robot_bridge.transport import rclpy_available
 from sim2real.config import PlannerConfig
+from tasks.spec import TaskConfig  # registers the task/ group's schema: `task=push_cube` on the command line
 
 REPO = Path(__file__).resolve().parents[1]
 SIM_NODE, POLICY_NODE = "sim2real_sim_robot", "sim2real_policy_node"
 _TERM_GRACE_S = 5.0
+# History depth of the recorder's subscriptions: DDS keeps receiving while this process is
+# descheduled, and with the ROS profiles' 5-10 samples a 0.3 s stall on a busy 2-core machine
+# lost 0.28 s of joint states from a bag. 500 samples hold 5 s of a 100 Hz topic.
+RECORD_DEPTH = 500
 
 
 @dataclass
@@ -67,7 +80,10 @@ class DeployConfig:
     """`configs/deploy.yaml`: `python scripts/deploy.py checkpoint=... robot=sim transport=auto episodes=N`.
 
     Args:
-        checkpoint: a checkpoint from pretrain or finetune.
+        checkpoint: a checkpoint from pretrain or finetune; not needed with policy.policy=expert.
+        task: the task when no checkpoint names it (policy.policy=expert): a name, or the `task/`
+            group (`task=push_cube` on the command line; its episode_length, when set, is used
+            unless robot.episode_length is); with a checkpoint it must match the checkpoint's, or be "".
         robot: the `robot/` group.
         transport: auto (rclpy when importable here, else dds), dds or rclpy.
         episodes: episodes to run.
@@ -78,10 +94,15 @@ class DeployConfig:
         policy: more sim2real_policy_node parameters (e.g. {"command_interface": "forward"}).
         startup_timeout_s: how long the nodes may take to load and see each other.
         rclpy_python: the Python that has rclpy, for transport=rclpy ("" finds scripts/rclpy_venv.sh's).
-        out_dir: where the params file and node logs go.
+        out_dir: where the params file, node logs, latency.json and videos go.
+        record_dir: record every episode as a rosbag2 bag under this directory ("": no recording).
+        record_storage: the bags' storage, "mcap" or "sqlite3".
+        latency_log: the policy node writes its per-tick loop and compute times to out_dir/latency.json.
+        video_episodes: robot=sim: render the first N episodes to out_dir/videos/episode_<k>.mp4 (0: none).
     """
 
     checkpoint: str = ""
+    task: Any = ""  # str or TaskConfig
     robot: RobotConfig = field(default_factory=RobotConfig)
     transport: str = "auto"
     episodes: int = 3
@@ -94,6 +115,10 @@ class DeployConfig:
     startup_timeout_s: float = 60.0
     rclpy_python: str = ""
     out_dir: str = "outputs/deploy"
+    record_dir: str = ""
+    record_storage: str = "mcap"
+    latency_log: bool = True
+    video_episodes: int = 0
 
 
 ConfigStore.instance().store(name="deploy_schema", node=DeployConfig)
@@ -217,28 +242,146 @@ def untrained_checkpoint(path: str | Path, task: str = "push_cube", obs_mode: st
 
 @dataclass
 class DeployResult:
+    """What `run_deploy` did.
+
+    Attributes:
+        task / transport: what ran, over which transport.
+        successes / steps: per episode (success None: not known, robot=ros without success_topic).
+        overruns: control ticks that missed their deadline (-1: no final status from the node).
+        policy_status: the policy node's final status.
+        latency_ms: the policy node's loop latency per command (joint state in -> command out),
+            from out_dir/latency.json ([] when not logged).
+        videos: the MP4s written (robot=sim with video_episodes), in episode order.
+        record_dir: where the episodes were recorded ("": not recorded).
+        episode_s: wall-clock seconds per episode, reset to end.
+    """
+
     task: str
     transport: str
     successes: list[int | None]
     steps: list[int]
     overruns: int
     policy_status: dict[str, Any] | None
+    latency_ms: list[float] = field(default_factory=list)
+    videos: list[str] = field(default_factory=list)
+    record_dir: str = ""
+    episode_s: list[float] = field(default_factory=list)
+
+
+def _is_expert(cfg: DeployConfig) -> bool:
+    return cfg.policy.get("policy", "checkpoint") == "expert"
 
 
 def _node_params(cfg: DeployConfig, task: str, episode_length: int, transport: str, rgb: bool) -> dict[str, Any]:
+    out = Path(cfg.out_dir).resolve()  # the nodes run from the repository root
     sim = {"task": task, "seed": cfg.seed, "domain": cfg.robot.domain, "episode_length": episode_length,
            "joint_state_rate_hz": cfg.robot.joint_state_rate_hz, "transport": transport,
            "camera": cfg.robot.camera or rgb, "allow_network": cfg.allow_network, **cfg.robot.params}
+    if cfg.video_episodes > 0:
+        sim.setdefault("video_dir", str(out / "videos"))
+        sim.setdefault("video_episodes", cfg.video_episodes)
     planner = {f"planner.{k}": v for k, v in asdict(cfg.planner).items() if k != "name"}
-    policy = {"checkpoint": str(Path(cfg.checkpoint).resolve()), "planner": cfg.planner.name, **planner,
-              "device": cfg.device,
+    policy = {"checkpoint": str(Path(cfg.checkpoint).resolve()) if cfg.checkpoint else "",
+              "planner": cfg.planner.name, **planner, "device": cfg.device,
               "transport": transport, "allow_network": cfg.allow_network,
               "startup_timeout_s": cfg.startup_timeout_s, **cfg.policy}
+    if _is_expert(cfg):
+        policy.setdefault("expert_task", task)
+    if cfg.latency_log:
+        policy.setdefault("latency_log", str(out / "latency.json"))
     if cfg.robot.kind == "sim":
         policy.setdefault("episode_topic", f"/{SIM_NODE}/episode")
         if rgb:
             policy.setdefault("camera_topic", "/camera/image_raw/compressed")
     return {SIM_NODE: {"ros__parameters": sim}, POLICY_NODE: {"ros__parameters": policy}}
+
+
+def _task(cfg: DeployConfig) -> tuple[str, int]:
+    """The task's name ("" when not set) and its configured episode length (0: not set)."""
+    task = cfg.task
+    if isinstance(task, str):
+        return task, 0
+    if isinstance(task, dict):
+        task = TaskConfig(**task)
+    if not isinstance(task, TaskConfig):
+        raise ValueError(f"task={task!r}: expected a task name or the task/ group (TaskConfig)")
+    if _is_expert(cfg) and (task.obs_mode, task.control_mode) != ("state", "pd_ee_delta_pos"):
+        raise ValueError(f"task.obs_mode={task.obs_mode!r}, task.control_mode={task.control_mode!r}: the scripted "
+                         f"expert observes state and acts in pd_ee_delta_pos")
+    return task.name, task.episode_length
+
+
+def _resolve_policy(cfg: DeployConfig) -> tuple[str, int, Any]:
+    """(task, episode length, contract) of what the policy node will run."""
+    from tasks.spec import task_contract, task_spec
+
+    named, task_length = _task(cfg)
+    if _is_expert(cfg):
+        task = named or str(cfg.policy.get("expert_task", ""))
+        if not task:
+            raise ValueError("task=...: required with policy.policy=expert (no checkpoint names the task), "
+                             "e.g. task=push_cube")
+        if cfg.policy.get("expert_task", task) != task:
+            raise ValueError(f"policy.expert_task={cfg.policy['expert_task']!r} and task={task!r} differ; set one")
+        contract = task_contract(task, "state", "pd_ee_delta_pos")  # also refuses unknown tasks
+        return task, cfg.robot.episode_length or task_length or task_spec(task).episode_length, contract
+    if not cfg.checkpoint:
+        raise ValueError("checkpoint=...: required (a .pt file from pretrain or finetune), or run the scripted "
+                         "expert with policy.policy=expert task=<task>")
+    from sim2real.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(cfg.checkpoint)
+    task = str(ckpt.extra.get("task", "push_cube"))
+    if named and named != task:
+        raise ValueError(f"task={named!r}: the checkpoint {cfg.checkpoint} is for task {task!r}")
+    return task, cfg.robot.episode_length or task_length or int(ckpt.extra.get("episode_length", 50)), \
+        ckpt.contract
+
+
+def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
+    """The topics a finetuning reader needs (configs/dataset/ros2_sim_panda.yaml), named as the
+    policy node's parameters name them: joint states, object pose, goal, camera, commands."""
+    from robot_bridge import messages as m
+    from robot_bridge.bag_recorder import TopicSpec
+    from robot_bridge.observation import POINT_STAMPED
+    from robot_bridge.policy_node import PolicyNodeParams
+    from robot_bridge.transport import QoS
+
+    defaults = PolicyNodeParams(policy="reach", reach_target=[0.0, 0.0, 0.0])
+
+    def param(name: str) -> Any:
+        return cfg.policy.get(name, getattr(defaults, name))
+
+    interface, controller = param("command_interface"), param("controller")
+    if interface == "action":
+        raise ValueError("record_dir: command_interface=action sends FollowJointTrajectory goals, which a bag "
+                         "recorder cannot hear; record with command_interface trajectory or forward")
+    # Best effort where the policy node subscribes best effort (it matches any publisher), reliable elsewhere.
+    sensor, default = QoS(reliable=False, depth=RECORD_DEPTH), QoS(reliable=True, depth=RECORD_DEPTH)
+    topics = [TopicSpec(param("joint_states_topic"), m.JOINT_STATE, sensor)]
+    if param("object_pose_topic"):
+        topics.append(TopicSpec(param("object_pose_topic"), m.POSE_STAMPED, sensor))
+    if param("goal_topic"):
+        topics.append(TopicSpec(param("goal_topic"), POINT_STAMPED if param("goal_type") == "point"
+                                else m.POSE_STAMPED, default))
+    camera = param("camera_topic") or ("/camera/image_raw/compressed" if rgb and cfg.robot.kind == "sim" else "")
+    if camera:
+        kind = m.COMPRESSED_IMAGE if param("camera_type") == "compressed" else m.IMAGE
+        topics.append(TopicSpec(camera, kind, sensor))
+    if interface == "forward":
+        topics.append(TopicSpec(f"/{controller}/commands", m.FLOAT64_MULTI_ARRAY, default))
+    else:
+        topics.append(TopicSpec(f"/{controller}/joint_trajectory", m.JOINT_TRAJECTORY, default))
+    return topics
+
+
+def _read_latency(path: Path) -> list[float]:
+    if not path.is_file():
+        return []
+    try:
+        return [float(v) for v in json.loads(path.read_text())["loop_ms"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"{path}: unreadable latency log ({exc})") from exc
 
 
 class _Coordinator:
@@ -286,30 +429,38 @@ class _Coordinator:
 
 def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployResult:
     """Run `cfg.episodes` episodes (see the module docstring); prints one line per episode and a summary."""
-    from sim2real.checkpoint import load_checkpoint
-
     if cfg.robot.kind not in ("sim", "ros"):
         raise ValueError(f"robot.kind={cfg.robot.kind!r}: expected sim or ros")
-    if not cfg.checkpoint:
-        raise ValueError("checkpoint=...: required (a .pt file from pretrain or finetune)")
+    if cfg.video_episodes > 0 and cfg.robot.kind != "sim":
+        raise ValueError(f"video_episodes={cfg.video_episodes}: videos are rendered by the simulated arm (robot=sim)")
+    task, episode_length, contract = _resolve_policy(cfg)
     require_network_namespace(cfg.allow_network, "deploy")
-    ckpt = load_checkpoint(cfg.checkpoint)
-    task = str(ckpt.extra.get("task", "push_cube"))
-    episode_length = cfg.robot.episode_length or int(ckpt.extra.get("episode_length", 50))
-    period = 1.0 / ckpt.contract.control_freq
+    rgb = contract.rgb_shape is not None
+    period = 1.0 / contract.control_freq
     transport = cfg.transport if cfg.transport != "auto" else ("rclpy" if rclpy_available() else "dds")
     python = find_rclpy_python(cfg.rclpy_python) if transport == "rclpy" else sys.executable
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    latency_file = out / "latency.json"
+    latency_file.unlink(missing_ok=True)  # a previous run's in the same directory would pass for this one's
     params_file = out / "ros_params.yaml"
-    params_file.write_text(yaml.safe_dump(_node_params(cfg, task, episode_length, transport,
-                                                       ckpt.contract.rgb_shape is not None)))
+    params_file.write_text(yaml.safe_dump(_node_params(cfg, task, episode_length, transport, rgb)))
+    topics = record_topics(cfg, rgb) if cfg.record_dir else []
     nodes: list[NodeProcess] = []
     coordinator = _Coordinator(transport, cfg.allow_network, cfg.robot.success_topic)
+    recorder = None
     policy: NodeProcess | None = None
     successes: list[int | None] = []
     steps: list[int] = []
+    episode_s: list[float] = []
+    videos: list[str] = []
     try:
+        if cfg.record_dir:
+            from robot_bridge.bag_recorder import BagRecorder
+
+            # Subscribed before the nodes start, so discovery has the whole start-up to match.
+            recorder = BagRecorder(coordinator.transport, topics, cfg.record_dir, storage=cfg.record_storage,
+                                   marker_topic=None, task=task, domain=cfg.robot.domain, contract=contract)
         if cfg.robot.kind == "sim":
             nodes.append(NodeProcess(SIM_NODE, node_command("robot_bridge.sim_robot", python,
                                                             ["--ros-args", "--params-file", str(params_file)]), out))
@@ -320,25 +471,38 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
                          cfg.startup_timeout_s + 30, nodes, "waiting for the policy node to run")
         for i in range(cfg.episodes):
             seed = cfg.seed + i
+            began = time.monotonic()
             if cfg.robot.kind == "sim":
                 last = max((s["episode"] for s in coordinator.sim), default=-1)
-                coordinator.wait(lambda: any(s["episode"] > last and s["seed"] == seed for s in coordinator.sim),
-                                 20, nodes, f"episode {i}: reset not acknowledged",
-                                 every=lambda: coordinator.reset_pub.publish(coordinator._int32(seed)))
+                ack = coordinator.wait(
+                    lambda: next((s for s in coordinator.sim if s["episode"] > last and s["seed"] == seed), None),
+                    20, nodes, f"episode {i}: reset not acknowledged",
+                    every=lambda: coordinator.reset_pub.publish(coordinator._int32(seed)))
+                if recorder is not None:  # the domain the arm reports: robot.params may rename or reshape it
+                    recorder.start(seed=seed, domain=ack.get("domain", cfg.robot.domain))
                 end = coordinator.wait(
                     lambda: next((s for s in coordinator.sim if s["episode"] > last and s["state"] == "done"), None),
                     episode_length * period * 4 + 20, nodes, f"episode {i}: no episode end")
                 successes.append(int(end["success"]))
                 steps.append(int(end["steps"]))
+                if end.get("video"):
+                    videos.append(str(end["video"]))
             else:
                 coordinator.policy_reset.publish(coordinator._bool(True))
+                if recorder is not None:
+                    recorder.start(seed=seed)
                 start = time.monotonic()
                 coordinator.wait(lambda: time.monotonic() - start >= episode_length * period, episode_length * period
                                  + 5, nodes, f"episode {i}")
                 successes.append(None if coordinator.success is None else int(coordinator.success))
                 steps.append(episode_length)
+            if recorder is not None:
+                recorder.stop(success=None if successes[-1] is None else bool(successes[-1]), steps=steps[-1])
+            episode_s.append(time.monotonic() - began)
             say(f"deploy episode={i} success={'na' if successes[-1] is None else successes[-1]} steps={steps[-1]}")
     finally:
+        if recorder is not None:
+            recorder.close()  # an episode cut short by an error is discarded, not indexed
         coordinator.close()
         for node in reversed(nodes):
             node.stop()
@@ -346,6 +510,11 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
     overruns = int(status["overruns"]) if status else -1
     known = [s for s in successes if s is not None]
     rate = f"{sum(known) / len(known):.2f}" if known else "na"
+    per_episode = sum(episode_s) / len(episode_s) if episode_s else 0.0
     say(f"deploy task={task} robot={cfg.robot.kind} transport={transport} episodes={cfg.episodes} "
-        f"success={rate} overruns={overruns}")
-    return DeployResult(task, transport, successes, steps, overruns, status)
+        f"success={rate} overruns={overruns} s_per_episode={per_episode:.2f}")
+    if recorder is not None:
+        say(f"deploy recorded episodes={len(successes)} record_dir={cfg.record_dir}")
+    return DeployResult(task, transport, successes, steps, overruns, status, latency_ms=_read_latency(latency_file),
+                        videos=[v for v in videos if Path(v).is_file()], record_dir=cfg.record_dir,
+                        episode_s=episode_s)

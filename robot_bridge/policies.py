@@ -1,4 +1,5 @@
-"""What the policy node runs: a checkpoint's planning policy, or a scripted reach for bring-up.
+"""What the policy node runs: a checkpoint's planning policy, the task's scripted expert (target
+demonstrations recorded through the bridge), or a scripted reach for bring-up.
 
 A policy maps the contract's named features (no batch dimension) to one action [A] in [-1, 1].
 """
@@ -72,13 +73,54 @@ class ReachPolicy:
         pass
 
 
+class ExpertPolicy:
+    """The task's scripted expert (tasks.experts) acting on what the bridge observes.
+
+    The expert reads tcp_pose, obj_pose and goal_pos in the task frame: the node's observation of
+    the task's `state` contract has exactly those, so the same expert that writes the simulated
+    demos drives the arm over ROS 2 (e.g. to record demonstrations on the "real" arm).
+
+    Args:
+        task: a task with a scripted expert (push_cube, pick_cube, stack_cube, open_drawer).
+        noise_std: Gaussian noise on the expert's motion (diverse demonstrations).
+        seed: seed of the noise stream (None: torch's default generator).
+    """
+
+    STATE = ("tcp_pose", "obj_pose", "goal_pos")
+
+    def __init__(self, task: str, noise_std: float = 0.0, seed: int | None = None) -> None:
+        import torch
+
+        from tasks.experts import make_expert
+        from tasks.spec import task_contract
+
+        self._torch = torch
+        self.task = task
+        self.contract = task_contract(task, "state", "pd_ee_delta_pos")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.expert = make_expert(task, num_envs=1, noise_std=noise_std, generator=generator)
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        state = {k: self._torch.as_tensor(np.asarray(obs[k], dtype=np.float32)).unsqueeze(0) for k in self.STATE}
+        return self.expert.act(state)[0].double().numpy()
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+
 def make_policy(params: Any) -> Policy:
-    """The policy the node's parameters ask for (`policy`, `checkpoint`, `planner`, `planner.*`, `device`)."""
+    """The policy the node's parameters ask for (`policy`, `checkpoint`, `planner`, `planner.*`,
+    `device`; `expert_task` and `expert_noise_std` for `policy: expert`)."""
     if params.policy == "reach":
         return ReachPolicy(params.reach_target)
     import torch
 
     torch.set_num_threads(max(1, params.torch_threads))
+    if params.policy == "expert":
+        try:
+            return ExpertPolicy(params.expert_task, params.expert_noise_std)
+        except ValueError as exc:
+            raise ValueError(f"parameter expert_task={params.expert_task!r}: {exc}") from None
     from sim2real.config import PlannerConfig, load_preset
 
     planner = load_preset("planner", params.planner, PlannerConfig)

@@ -7,7 +7,8 @@ newer than the deadline, ticks the core and publishes its command. Loop latency 
 from that joint state's arrival to the command's publication. A tick more than one period
 late skips the missed ticks (each counted as an overrun). A status JSON goes out on
 `~/status` every `status_period_s` and whenever the episode changes; the final status is
-returned (and printed by `node_main`).
+returned (and printed by `node_main`). With `latency_log` set, every tick's loop and compute
+times are written there as JSON when the node exits, however it exits.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from robot_bridge import messages as m
@@ -123,6 +127,30 @@ def _start(core: PolicyNodeCore, transport: Transport, params: PolicyNodeParams,
                                + "; ".join(missing))
 
 
+def write_latency_log(path: str | os.PathLike[str], core: PolicyNodeCore) -> Path:
+    """`{"loop_ms", "compute_ms", "overruns", "ticks"}` of `core` as JSON at `path`, atomically.
+
+    loop_ms: joint state arrival to command publication, per published command; compute_ms: the
+    tick's own time (observation, policy, conversion, safety filter), per tick.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"loop_ms": [round(v, 4) for v in core.loop_ms], "compute_ms": [round(v, 4) for v in core.compute_ms],
+            "overruns": core.overruns, "ticks": core.ticks}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        umask = os.umask(0)  # mkstemp makes 0600 files: give the log a plain open()'s permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, policy: Policy | None = None,
                     transport: Transport | None = None, stop: threading.Event | None = None) -> dict[str, Any]:
     """Run the node until `stop`, `max_ticks` or `duration_s`; returns the final status.
@@ -176,6 +204,11 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
         status_pub.publish(m.string_msg(json.dumps(status)))
         return status
     finally:
+        if params.latency_log:
+            try:
+                write_latency_log(params.latency_log, core)
+            except OSError as exc:  # reported, but never hides why the node stopped
+                log.error("could not write latency_log %s: %s", params.latency_log, exc)
         if own:
             transport.close()
 

@@ -8,8 +8,10 @@ targets (`pd_ee_delta_pos`: damped least-squares IK from the measured joints, ho
 orientation of the episode's start as the MuJoCo backend does; `pd_joint_delta_pos`: measured
 joints + 0.1 rad x action), and every target goes through `SafetyFilter.send`: the only way a
 command message is built here is from what the filter returned. When no observation can be
-made (stale or missing input) the filter is asked to hold. Ticks that finish after their
-deadline (one period after they were due) count as overruns.
+made (stale or missing input) the filter is asked to hold; while its watchdog is tripped (no
+fresh joint state) nothing is published. Joint states that resume after more than
+`RESYNC_AFTER_S` restart the filter from the arm's position (the arm may have been restarted).
+Ticks that finish after their deadline (one period after they were due) count as overruns.
 
 Inputs the filter or the assembler reject (unknown or missing joints, wrong lengths, NaN,
 stale stamps, poses in an unknown frame) are counted and logged, and the node keeps going. At
@@ -42,7 +44,7 @@ import numpy as np
 from robot_bridge import messages as m
 from robot_bridge.kinematics import RobotModel, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets
 from robot_bridge.observation import JOINT_NAMES, Frames, ObservationAssembler
-from robot_bridge.policies import CheckpointPolicy, Policy, ReachPolicy, make_policy
+from robot_bridge.policies import CheckpointPolicy, ExpertPolicy, Policy, ReachPolicy, make_policy
 from robot_bridge.ros_params import RosArgs, parse_ros_args, to_params
 from robot_bridge.safety import SafeCommand, SafetyFilter, SafetyLimits
 from sim2real.contract import ContractMismatch
@@ -50,6 +52,11 @@ from sim2real.contract import ContractMismatch
 NODE_NAME = "sim2real_policy_node"
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")
 COMMAND_INTERFACES = ("trajectory", "forward", "action")
+# Joint states that resume after a longer gap may come from a restarted arm, whose new controller
+# holds wherever the arm is, not the last command: stepping from that command would jump. The
+# safety filter then starts again from the arm's position. An arm held that long has settled
+# (within ~5 mrad in the simulated Panda), so for the same arm the reference barely moves.
+RESYNC_AFTER_S = 0.5
 log = logging.getLogger(NODE_NAME)
 
 
@@ -58,11 +65,16 @@ class PolicyNodeParams:
     """ROS parameters of the policy node. Topic names may be private (`~/...`); "" disables an input.
 
     `policy: reach` replaces the checkpoint by a scripted end-effector reach to `reach_target`
-    (task frame), a bring-up check of the whole loop that needs no trained model.
+    (task frame), a bring-up check of the whole loop that needs no trained model. `policy: expert`
+    runs the scripted expert of `expert_task` (robot_bridge.policies.ExpertPolicy), e.g. to record
+    demonstrations on the arm. `latency_log`: a JSON file written at exit with every tick's
+    loop and compute milliseconds (robot_bridge.policy_loop.write_latency_log).
     """
 
     checkpoint: str = ""
-    policy: str = "checkpoint"  # checkpoint | reach
+    policy: str = "checkpoint"  # checkpoint | reach | expert
+    expert_task: str = "push_cube"  # policy: expert
+    expert_noise_std: float = 0.0  # policy: expert
     reach_target: list[float] = field(default_factory=list)
     planner: str = "deploy"  # a preset of configs/planner/
     planner_fields: dict[str, Any] = field(default_factory=dict)  # planner.<PlannerConfig field> overrides
@@ -99,9 +111,10 @@ class PolicyNodeParams:
     duration_s: float = 0.0  # stop after this long; 0: until stopped
     urdf: str = ""  # default: ManiSkill's panda_v2.urdf
     safety: dict[str, Any] = field(default_factory=dict)  # safety.<SafetyLimits field or builder arg>
+    latency_log: str = ""  # write {"loop_ms", "compute_ms", "overruns", "ticks"} here at exit; "": none
 
     def __post_init__(self) -> None:
-        choices = {"policy": ("checkpoint", "reach"), "command_interface": COMMAND_INTERFACES,
+        choices = {"policy": ("checkpoint", "reach", "expert"), "command_interface": COMMAND_INTERFACES,
                    "goal_type": ("point", "pose"), "camera_type": ("compressed", "raw"),
                    "hold_orientation": ("episode_start", "current")}
         for name, allowed in choices.items():
@@ -214,7 +227,7 @@ class PolicyNodeCore:
         self.joint_receipt = -math.inf  # monotonic time the last accepted joint state arrived
         self.seen_joint_state = False
         self.episode: int | None = None
-        self.ticks = self.policy_steps = self.overruns = self.missed = 0
+        self.ticks = self.policy_steps = self.overruns = self.missed = self.resyncs = 0
         self.rejected: dict[str, int] = {}
         self.last_reasons: deque[str] = deque(maxlen=8)
         self.loop_ms: deque[float] = deque(maxlen=10_000)
@@ -245,8 +258,16 @@ class PolicyNodeCore:
             stamp = reading.stamp if reading.stamp is not None else now
             check = self.safety.on_joint_state(JOINT_NAMES, reading.position, stamp, now)
             if check.accepted:
+                arrived = time.monotonic() if receipt is None else receipt
+                gap = arrived - self.joint_receipt
+                if math.isfinite(gap) and gap > RESYNC_AFTER_S:
+                    log.warning("joint states resumed after %.2f s: the safety filter restarts from the arm's "
+                                "position (the arm may have been restarted)", gap)
+                    self.safety = self._fresh_filter()
+                    self.safety.on_joint_state(JOINT_NAMES, reading.position, stamp, now)
+                    self.resyncs += 1
                 self.obs.set_joint_state(reading, stamp)
-                self.joint_receipt = time.monotonic() if receipt is None else receipt
+                self.joint_receipt = arrived
                 if self.ref_quat is None:
                     self.ref_quat = self.model.fk(reading.position[:self.model.dof])[1]
                 return []
@@ -289,14 +310,18 @@ class PolicyNodeCore:
         have been moved), keeping the e-stop latch and the counters."""
         self.policy.reset()
         self.ref_quat = None
+        self.safety = self._fresh_filter()
+        self.obs.joints = None
+        for name in ("obj_pose", "rgb") + (("goal_pos",) if self.params.goal_topic else ()):
+            self.obs.inputs.pop(name, None)
+
+    def _fresh_filter(self) -> SafetyFilter:
+        """A filter without a reference position that keeps the e-stop latch and the counters."""
         fresh = SafetyFilter(self.model, self.limits)
         if self.safety.estopped:
             fresh.estop()
         fresh.counters = dataclasses.replace(self.safety.counters)
-        self.safety = fresh
-        self.obs.joints = None
-        for name in ("obj_pose", "rgb") + (("goal_pos",) if self.params.goal_topic else ()):
-            self.obs.inputs.pop(name, None)
+        return fresh
 
     def missing(self, now: float) -> list[str]:
         return self.obs.missing(now)
@@ -330,7 +355,9 @@ class PolicyNodeCore:
             target = last if last is not None else np.full(len(JOINT_NAMES), np.nan)
         command = self.last_command = self.safety.send(target, now)
         reasons = reasons + command.reasons
-        message = self._message(command) if command.sent else None
+        # Nothing goes out while the watchdog holds: the controller keeps its last target by itself,
+        # and a restarted one holds where the arm is, which re-sending the last command would undo.
+        message = self._message(command) if command.sent and not command.watchdog_tripped else None
         compute = self.timer() - start
         overrun = late_s + compute > self.period
         if overrun:
@@ -373,7 +400,8 @@ class PolicyNodeCore:
                 "policy_steps": self.policy_steps, "overruns": self.overruns, "missed_ticks": self.missed,
                 "control_hz": self.contract.control_freq,
                 "achieved_hz": round(hz, 3), "estop": self.safety.estopped,
-                "watchdog_trips": counters.watchdog_trips, "safety": dataclasses.asdict(counters),
+                "watchdog_trips": counters.watchdog_trips, "safety_resyncs": self.resyncs,
+                "safety": dataclasses.asdict(counters),
                 "loop_p50_ms": round(percentile(loop, 50), 3) if loop else None,
                 "loop_p99_ms": round(percentile(loop, 99), 3) if loop else None,
                 "compute_p50_ms": round(percentile(compute, 50), 3) if compute else None,
@@ -381,8 +409,8 @@ class PolicyNodeCore:
                 "rejected": dict(self.rejected), "last_reasons": list(self.last_reasons)}
 
 
-__all__ = ["CheckpointPolicy", "Policy", "PolicyNodeCore", "PolicyNodeParams", "ReachPolicy", "TickResult",
-           "make_policy", "main", "policy_node_params"]
+__all__ = ["CheckpointPolicy", "ExpertPolicy", "Policy", "PolicyNodeCore", "PolicyNodeParams", "ReachPolicy",
+           "TickResult", "make_policy", "main", "policy_node_params"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -36,8 +36,11 @@ ARM_POSITION_MARGIN = 0.05  # rad kept clear of each arm joint's URDF limits
 VELOCITY_SCALE = 0.5  # fraction of the URDF velocity limits allowed
 TRACKING_STEPS = 4.0  # arm targets stay within this many max_steps of the measured position
 # Base frame (panda_link0; the table surface is z = 0 in the tasks' scenes). Covers every task's
-# objects and goals; the floor keeps the fingertips (~8 mm below the TCP) off the table.
-WORKSPACE_LO = (0.25, -0.4, 0.015)
+# objects and goals; the floor keeps the TCP 1 cm above the table (the fingertips, ~8 mm below
+# the TCP, just clear it). At 1.5 cm the push_cube expert, which pushes with the TCP at the
+# cube's centre height (2 cm) under 5 mm sensor noise, was stopped at the floor and scored
+# 2/6 through the node instead of 6/8.
+WORKSPACE_LO = (0.25, -0.4, 0.01)
 WORKSPACE_HI = (0.95, 0.4, 0.6)
 WATCHDOG_PERIODS = 2
 MAX_WATCHDOG_TIMEOUT = 0.5  # s; a longer watchdog is no watchdog on an arm moving at 1 rad/s
@@ -357,6 +360,16 @@ class SafetyFilter:
         outside = lo > hi
         lo, hi = np.where(outside, ref - step, lo), np.where(outside, ref + step, hi)
         stepped = np.clip(limited, lo, hi)
+        arm = self._arm
+        if np.all((ref[arm] >= self._lower[arm]) & (ref[arm] <= self._upper[arm])):
+            # The arm's step is scaled as a whole, not clipped joint by joint: clipping each
+            # joint on its own bends the motion (a level TCP step turned downward and pinned
+            # the pushing gripper to the workspace floor: push_cube expert 0/6 through the node).
+            delta = limited[arm] - ref[arm]
+            room = np.where(delta > 0, hi[arm] - ref[arm], lo[arm] - ref[arm])
+            moving = np.abs(delta) > 1e-12
+            scale = float(np.min(room[moving] / delta[moving], initial=1.0)) if moving.any() else 1.0
+            stepped[arm] = ref[arm] + min(max(scale, 0.0), 1.0) * delta
         self._note(reasons, "step/velocity limit", limited, stepped)
         track_lo, track_hi = np.maximum(lo, measured - self._tracking), np.minimum(hi, measured + self._tracking)
         tracked = np.where(track_lo <= track_hi, np.clip(stepped, track_lo, track_hi), np.clip(measured, lo, hi))

@@ -22,7 +22,14 @@ It serves what a ros2_control Panda serves (robot_bridge's ROS 2 interface, see
   ignored; `~/episode` (`Int32`) announces each new episode's index. With `episode_length` > 0
   an episode ends after that many control periods of simulated time: success is evaluated, and
   commands are ignored until the next reset. `~/status` (`std_msgs/String`, JSON) reports
-  episode, steps, success and rejected commands at 1 Hz and on every reset and episode end.
+  episode, steps, success and rejected commands at 1 Hz and on every reset and episode end;
+- with `video_dir`, the first `video_episodes` episodes started by `~/reset` are rendered with the
+  task env's viewer camera (what `sim2real.evaluate` records), one frame at the episode's start
+  and one per control period, and written as `video_dir/episode_<k>.mp4` (k: 0, 1, ... in the
+  order they end) when they end; the episode_end status names the file. The start-up episode
+  is not recorded (under deploy it runs while the policy node loads), nor is an episode cut
+  short by a reset. Frames are rendered after the joint state is published (about 10 ms each
+  at 256 px with software EGL) and encoded on a thread.
 
 `SimRobotCore` holds all of it without DDS; `run_sim_robot` wires it to a transport, paced to
 the wall clock.
@@ -41,6 +48,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -83,6 +91,8 @@ class SimRobotParams:
     domain_id: int = -1  # -1: ROS_DOMAIN_ID from the environment
     allow_network: bool = False
     duration_s: float = 0.0  # stop after this long; 0: until stopped
+    video_dir: str = ""  # "": no video
+    video_episodes: int = 1  # with video_dir: how many episodes (started by ~/reset) to record
 
 
 def sim_robot_params(argv: Sequence[str]) -> tuple[SimRobotParams, RosArgs]:
@@ -127,6 +137,9 @@ class SimRobotCore:
         from tasks.mujoco.joint_drive import step_joint_targets
 
         self.params = params
+        if params.video_dir and params.episode_length <= 0:
+            raise ValueError(f"parameter video_dir={params.video_dir!r}: videos are written at each episode's "
+                             f"end and need episode_length > 0, got {params.episode_length}")
         self.domain = _domain(params)
         self._step = step_joint_targets
         self.env = tasks.make_env(params.task, backend="mujoco", domain=self.domain,
@@ -148,17 +161,34 @@ class SimRobotCore:
         self.last_reasons: deque[str] = deque(maxlen=6)
         self._pending: deque[tuple[float, list[tuple[float, np.ndarray]]]] = deque()
         self._segment: list[tuple[float, np.ndarray]] = []
-        self.reset(params.seed)
+        self.videos_written = 0  # video slots taken (episode_<k>.mp4, k < videos_written)
+        self.render_ms: deque[float] = deque(maxlen=2000)
+        self.finished_videos: list[tuple[Path, list[np.ndarray]]] = []  # for the caller to write
+        self._frames: list[np.ndarray] | None = None  # the current episode's frames, when recorded
+        self._video_path: Path | None = None
+        self._frame_due = False
+        if params.video_dir:
+            self.env.render()  # the viewer's GL context takes 0.3-0.7 s to make: now, not in an episode
+        self.reset(params.seed, requested=False)
 
     # ---- episodes ---------------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> dict[str, Any]:
-        """Start a new episode (seed -1 or None: the next seed after the last one)."""
+    def reset(self, seed: int | None = None, requested: bool = True) -> dict[str, Any]:
+        """Start a new episode (seed -1 or None: the next seed after the last one).
+
+        `requested`: started by `~/reset` (only such episodes are recorded as video).
+        """
+        if self._frames is not None and self.state != "done":
+            log.info("episode %d was cut short by a reset: its video is dropped", self.episode)
+        self._frames = [] if (requested and self.params.video_dir
+                              and self.videos_written < self.params.video_episodes) else None
+        self._video_path = None
         self.seed = self.seed + 1 if seed is None or seed < 0 else int(seed)
         self.env.reset(seed=self.seed)
         self.episode += 1
         self.episode_start = self.sim_time
         self.settle_until = self.sim_time + self.params.settle_s
         self.state = "settling" if self.params.settle_s > 0 else "running"
+        self._frame_due = self.state == "running"  # the first frame: when the episode starts running
         self.steps = 0
         self.success = self.success_once = False
         self._pending.clear()
@@ -256,18 +286,42 @@ class SimRobotCore:
             self.sim_time += self.timestep
             if self.state == "settling" and self.sim_time >= self.settle_until - 1e-9:
                 self.state, self.episode_start = "running", self.sim_time
+                self._frame_due = True
             if self.state == "running":
                 steps = int((self.sim_time - self.episode_start) / CONTROL_PERIOD + 1e-6)
                 if steps > self.steps:
                     self.steps = steps
                     self.success = bool(self.env.rules.evaluate(self.world)["success"])
                     self.success_once |= self.success
+                    self._frame_due = True
                     if 0 < self.params.episode_length <= steps:
                         self.state = "done"
                         self._pending.clear()
                         self._segment = []
+                        if self._frames is not None:
+                            self._video_path = Path(self.params.video_dir) / f"episode_{self.videos_written}.mp4"
+                            self.videos_written += 1
                         events.append(self.status("episode_end"))
         return events
+
+    # ---- video ------------------------------------------------------------------------------
+    def capture_frame(self) -> bool:
+        """Render a frame of a recorded episode when a control period (or its start) has passed
+        since the last one; at the end of the episode, hand its frames to `finished_videos`.
+
+        Called after publishing the state, so that rendering does not delay it; returns whether
+        a frame was rendered.
+        """
+        if self._frames is None or not self._frame_due:
+            return False
+        self._frame_due = False
+        start = time.perf_counter()
+        self._frames.append(self.env.render()[0].cpu().numpy())
+        self.render_ms.append((time.perf_counter() - start) * 1e3)
+        if self.state == "done" and self._video_path is not None:
+            self.finished_videos.append((self._video_path, self._frames))
+            self._frames, self._video_path = None, None
+        return True
 
     # ---- readings ---------------------------------------------------------------------------
     def _noise(self, size: int) -> np.ndarray:
@@ -309,11 +363,15 @@ class SimRobotCore:
         return m.compressed_image(data.tobytes(), "png" if ext == ".png" else "jpeg", stamp=stamp, frame_id="camera")
 
     def status(self, event: str = "periodic") -> dict[str, Any]:
-        return {"node": NODE_NAME, "event": event, "task": self.params.task, "domain": self.domain.name,
-                "episode": self.episode, "seed": self.seed, "state": self.state, "steps": self.steps,
-                "success": self.success, "success_once": self.success_once, "sim_time": round(self.sim_time, 4),
-                "tcp_pose": [round(float(v), 5) for v in self.tcp_pose()], "commands": self.commands,
-                "rejected": self.rejected, "last_reasons": list(self.last_reasons)}
+        status = {"node": NODE_NAME, "event": event, "task": self.params.task, "domain": self.domain.name,
+                  "episode": self.episode, "seed": self.seed, "state": self.state, "steps": self.steps,
+                  "success": self.success, "success_once": self.success_once, "sim_time": round(self.sim_time, 4),
+                  "tcp_pose": [round(float(v), 5) for v in self.tcp_pose()], "commands": self.commands,
+                  "rejected": self.rejected, "last_reasons": list(self.last_reasons)}
+        if self.params.video_dir:
+            status["video"] = str(self._video_path) if self._video_path is not None else None
+            status["render_p50_ms"] = round(float(np.median(self.render_ms)), 3) if self.render_ms else None
+        return status
 
 
 def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: threading.Event | None = None,
@@ -360,6 +418,9 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
         start = next_state = time.monotonic()
         next_camera, next_status = start, start + 1.0
         lag = 0.0
+        writers: list[threading.Thread] = []
+        intervals: deque[float] = deque(maxlen=10_000)  # between joint state publications, ms
+        last_state: float | None = None
         while not stop.is_set() and (params.duration_s <= 0 or time.monotonic() - start < params.duration_s):
             transport.spin_once(max(0.0, min(next_state - time.monotonic(), 0.05)))
             now = time.monotonic()
@@ -381,6 +442,12 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
                     objects.publish(core.object_pose_msg(stamp))
                 if goals is not None:
                     goals.publish(core.goal_msg(stamp))
+                if last_state is not None:
+                    intervals.append((now - last_state) * 1e3)
+                last_state = now
+                core.capture_frame()
+                while core.finished_videos:
+                    writers.append(_write_video_thread(*core.finished_videos.pop(0), fps=1.0 / CONTROL_PERIOD))
                 next_state += period
                 if now - next_state > 0.5:  # far behind the wall clock: drop the backlog
                     lag += now - next_state
@@ -388,12 +455,34 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
             if camera is not None and now >= next_camera:
                 camera.publish(core.camera_msg(time.time()))
                 next_camera = max(next_camera + camera_period, now)
+        for writer in writers:
+            writer.join()
         final = core.status("stopped")
         final["realtime_lag_s"] = round(lag, 3)
+        if intervals:
+            p50, p99 = np.percentile(intervals, [50, 99])
+            final["joint_state_interval_ms"] = {"p50": round(float(p50), 3), "p99": round(float(p99), 3),
+                                                "max": round(max(intervals), 3)}
         return final
     finally:
         if own:
             transport.close()
+
+
+def _write_video_thread(path: Path, frames: list[np.ndarray], fps: float) -> threading.Thread:
+    """Encode an episode's MP4 on a thread (ffmpeg runs in its own process), so the loop keeps its pace."""
+    from sim2real.evaluate import write_video
+
+    def write() -> None:
+        try:
+            write_video(path, frames, fps)
+            log.info("wrote %s (%d frames)", path, len(frames))
+        except Exception as exc:  # a failed video must not stop the arm
+            log.error("could not write %s: %s", path, exc)
+
+    thread = threading.Thread(target=write, name=f"video-{path.stem}")
+    thread.start()
+    return thread
 
 
 def main(argv: Sequence[str] | None = None) -> None:

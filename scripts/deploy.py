@@ -4,11 +4,15 @@
     python scripts/deploy.py checkpoint=outputs/pretrain/.../last.pt robot=sim episodes=5
     python scripts/deploy.py checkpoint=... robot=sim robot.domain=source transport=rclpy
     python scripts/deploy.py checkpoint=... robot=ros allow_network=true    # a real arm on the LAN
+    python scripts/deploy.py policy.policy=expert task=push_cube record_dir=data/target_bags video_episodes=1
 
 Without `allow_network=true` the command re-executes itself in a fresh network namespace with
-loopback-only DDS settings, so nothing leaves the machine. Prints one line per episode,
+loopback-only DDS settings, so nothing leaves the machine. `policy.policy=expert task=<task>`
+runs the task's scripted expert instead of a checkpoint; `record_dir=<dir>` records every
+episode as a rosbag2 bag (read back with `--dataset ros2_sim_panda`). Prints one line per episode,
 `deploy episode=<i> success=<0|1> steps=<n>`, then
-`deploy task=<t> robot=<r> transport=<t> episodes=<n> success=<x> overruns=<n>`.
+`deploy task=<t> robot=<r> transport=<t> episodes=<n> success=<x> overruns=<n> s_per_episode=<s>`
+and, when recording, `deploy recorded episodes=<n> record_dir=<dir>`.
 """
 
 from __future__ import annotations

@@ -114,6 +114,17 @@ def test_huge_commands_are_clamped_to_one_step():
     assert any("position limit" in r for r in result.reasons) and f.counters.clamped == 1
 
 
+def test_a_step_too_large_is_scaled_as_a_whole_not_bent_joint_by_joint():
+    f = started()
+    delta = np.zeros(N)
+    delta[:7] = MAX_STEP[:7] * np.array([4.0, 1.0, 0.5, 2.0, 0.1, 1.5, 3.0])  # joints 1, 4, 6, 7 too far
+    result = f.send(REST + delta, PERIOD)
+    moved = result.positions - REST
+    assert np.all(np.abs(moved) <= MAX_STEP + EPS) and "step/velocity limit" in " ".join(result.reasons)
+    # the same direction, a quarter of the length: joint 1 (4 steps asked) sets the scale
+    np.testing.assert_allclose(moved[:7], delta[:7] / 4.0, atol=1e-12)
+
+
 def test_nothing_is_sent_before_the_first_joint_state():
     result = SafetyFilter(MODEL).send(REST, 0.0)
     assert not result.sent and "no joint state" in result.reasons[0]
