@@ -19,7 +19,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from robot_bridge.policy_node import NODE_NAME, Policy, PolicyNodeCore, PolicyNo
     policy_node_params
 from robot_bridge.ros_params import ParamError, RosArgs
 from robot_bridge.transport import QoS, Transport, make_transport
+from sim2real.atomic import atomic_write
 from sim2real.contract import ContractMismatch
 
 log = logging.getLogger(NODE_NAME)
@@ -133,22 +133,9 @@ def write_latency_log(path: str | os.PathLike[str], core: PolicyNodeCore) -> Pat
     loop_ms: joint state arrival to command publication, per published command; compute_ms: the
     tick's own time (observation, policy, conversion, safety filter), per tick.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"loop_ms": [round(v, 4) for v in core.loop_ms], "compute_ms": [round(v, 4) for v in core.compute_ms],
             "overruns": core.overruns, "ticks": core.ticks}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        umask = os.umask(0)  # mkstemp makes 0600 files: give the log a plain open()'s permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, json.dumps(data))
 
 
 def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, policy: Policy | None = None,

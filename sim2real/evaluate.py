@@ -9,14 +9,14 @@ those solved at their last step (the stricter figure, reported as "success").
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from sim2real.atomic import atomic_path
 
 
 class Policy(Protocol):
@@ -89,26 +89,14 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float) -> Path:
     """Frames [H, W, 3] uint8 -> MP4 (H.264 through imageio-ffmpeg), written atomically."""
     import imageio.v2 as imageio
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         # macro_block_size=1 keeps small frames (e.g. 128x128) at their size instead of
         # padding them; yuv420p makes the file playable in browsers.
         with imageio.get_writer(tmp, fps=max(1, int(round(fps))), codec="libx264", macro_block_size=1,
                                 ffmpeg_params=["-pix_fmt", "yuv420p"]) as writer:
             for frame in frames:
                 writer.append_data(frame)
-        # mkstemp creates 0600 files; give the video the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def binomial_ci95(successes: int, trials: int) -> tuple[float, float]:

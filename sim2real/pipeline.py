@@ -25,7 +25,6 @@ stopped run continues it; `phases.json` keeps the finished phases' figures and w
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hydra.core.config_store import ConfigStore
+
+from sim2real.atomic import atomic_write
 
 PHASES = ("demos", "pretrain", "record", "finetune", "evaluate", "deploy", "report")
 
@@ -88,9 +89,7 @@ class Phases:
 
     def finish(self, name: str, result: dict[str, Any], wall_s: float) -> None:
         self.done[name] = {**result, "wall_s": round(wall_s, 1)}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.done, indent=1, default=str))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.done, indent=1, default=str))
 
 
 class Pipeline:

@@ -9,7 +9,7 @@
   the control period;
 - `summary.json`: every figure of the run and its config.
 
-Each file is written to a temporary name and renamed, so a report is never half a file.
+Each file is written atomically (sim2real.atomic), so a report is never half a file.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from sim2real.atomic import atomic_path, atomic_write
 from sim2real.evaluate import binomial_ci95
 
 
@@ -44,24 +44,13 @@ class SuccessRow:
         return binomial_ci95(self.successes, self.episodes)
 
 
-def _atomic_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
 def _save_figure(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    return _atomic_bytes(path, buffer.getvalue())
+    return path
 
 
 def _pyplot() -> Any:
@@ -102,8 +91,8 @@ def success_table(out: Path, rows: Sequence[SuccessRow], stem: str = "success_ta
         writer.writerow([r.method, r.where, r.successes, r.episodes, f"{r.rate:.3f}", f"{low:.3f}", f"{high:.3f}"])
         lines.append(f"| {r.method} | {r.where} | {r.successes}/{r.episodes} | {r.rate:.2f} | "
                      f"[{low:.2f}, {high:.2f}] |")
-    md = _atomic_bytes(out / f"{stem}.md", ("\n".join(lines) + "\n").encode())
-    return md, _atomic_bytes(out / f"{stem}.csv", text.getvalue().encode())
+    md = atomic_write(out / f"{stem}.md", "\n".join(lines) + "\n")
+    return md, atomic_write(out / f"{stem}.csv", text.getvalue())
 
 
 def latency_histogram(path: Path, latency_ms: Sequence[float], period_ms: float, title: str) -> Path:
@@ -131,4 +120,4 @@ def latency_histogram(path: Path, latency_ms: Sequence[float], period_ms: float,
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     """JSON with plain types (dataclasses and paths turned into dicts and strings)."""
-    return _atomic_bytes(path, (json.dumps(data, indent=1, default=str) + "\n").encode())
+    return atomic_write(path, json.dumps(data, indent=1, default=str) + "\n")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -33,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from sim2real.atomic import atomic_path, atomic_write
 
 METHODS = ("ours", "zero_shot", "bc", "wm_scratch")
 RESULT_FIELDS = ("method", "seed", "successes", "episodes", "success", "train_s", "eval_s")
@@ -264,18 +267,17 @@ def append_result(path: Path, row: dict[str, Any]) -> None:
 
 
 def write_summary(path: Path, cfg: TransferConfig, summaries: list[MethodSummary]) -> None:
-    """summary.csv: one row per method (written whole, then renamed into place)."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["task", "source", "target", "method", "demos", "seeds", "episodes", "success_mean",
-                         "ci95_low", "ci95_high", "per_seed"])
-        for s in summaries:
-            writer.writerow([cfg.task, world(cfg.source_backend, cfg.source_domain),
-                             world(cfg.target_backend, cfg.target_domain), s.method, cfg.demos, s.seeds,
-                             s.episodes, f"{s.success_mean:.4f}", f"{s.ci95_low:.4f}", f"{s.ci95_high:.4f}",
-                             " ".join(f"{x:.3f}" for x in s.per_seed)])
-    os.replace(tmp, path)
+    """summary.csv: one row per method (written atomically)."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["task", "source", "target", "method", "demos", "seeds", "episodes", "success_mean",
+                     "ci95_low", "ci95_high", "per_seed"])
+    for s in summaries:
+        writer.writerow([cfg.task, world(cfg.source_backend, cfg.source_domain),
+                         world(cfg.target_backend, cfg.target_domain), s.method, cfg.demos, s.seeds,
+                         s.episodes, f"{s.success_mean:.4f}", f"{s.ci95_low:.4f}", f"{s.ci95_high:.4f}",
+                         " ".join(f"{x:.3f}" for x in s.per_seed)])
+    atomic_write(path, text.getvalue())
 
 
 def plot_summary(path: Path, title: str, summaries: list[MethodSummary]) -> Path:
@@ -300,10 +302,9 @@ def plot_summary(path: Path, title: str, summaries: list[MethodSummary]) -> Path
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -355,10 +356,8 @@ def _pretrain_once(cfg: TransferConfig, pretrain_seed: int, out: Path, say: Call
     run_cfg.domain = cfg.source_domain
     say(f"pretraining on {world(cfg.source_backend, cfg.source_domain)} into {out}")
     run = pretrain(run_cfg, on_eval=lambda r: say(eval_line(run_cfg, r)))
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"history": [asdict(h) for h in run.history], "overrides": overrides,
-                               "domain": asdict(cfg.source_domain)}, indent=1))
-    os.replace(tmp, done)
+    atomic_write(done, json.dumps({"history": [asdict(h) for h in run.history], "overrides": overrides,
+                                   "domain": asdict(cfg.source_domain)}, indent=1))
     return ckpt
 
 
@@ -443,9 +442,7 @@ def run_transfer(cfg: TransferConfig, say: Callable[[str], None] = print) -> dic
         if _recorded(json.loads(config_path.read_text())) != record:
             raise ValueError(f"{config_path}: this out_dir holds a run with other settings; use a new out_dir")
     else:
-        tmp = config_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, config_path)
+        atomic_write(config_path, json.dumps(record, indent=1))
     results_path = out / "results.csv"
     rows = read_results(results_path)
     done = {(r["method"], int(r["seed"])) for r in rows}
