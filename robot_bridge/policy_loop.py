@@ -30,8 +30,9 @@ from robot_bridge.observation import POINT_STAMPED
 from robot_bridge.policy_node import NODE_NAME, Policy, PolicyNodeCore, PolicyNodeParams, make_policy, \
     policy_node_params
 from robot_bridge.ros_params import ParamError, RosArgs
-from robot_bridge.transport import QoS, Transport, make_transport
+from robot_bridge.transport import QoS, Transport, TransportError, make_transport
 from sim2real.atomic import atomic_write
+from sim2real.checkpoint import CheckpointError
 from sim2real.contract import ContractMismatch
 
 log = logging.getLogger(NODE_NAME)
@@ -213,7 +214,9 @@ def node_main(argv: Sequence[str]) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         status = run_policy_node(params, ros, stop=stop)
-    except (ContractMismatch, StartupError, ValueError) as exc:
+    except (ContractMismatch, StartupError, ValueError, CheckpointError, TransportError, ImportError) as exc:
+        # An unreadable checkpoint, a transport that cannot start or a missing package (the
+        # default URDF comes with mani_skill) is a start-up refusal too, not a traceback.
         print(f"{ros.node_name}: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(json.dumps(status), flush=True)

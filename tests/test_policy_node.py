@@ -360,3 +360,15 @@ def test_run_loop_refuses_to_start_with_reasons() -> None:
     stop.set()  # a node stopped before it started returns at once
     assert run_policy_node(params, policy=ReachPolicy(params.reach_target), transport=MemoryTransport(),
                            stop=stop)["ticks"] == 0
+
+
+def test_an_unreadable_checkpoint_is_a_start_up_refusal_not_a_traceback(tmp_path, capsys):
+    from robot_bridge.policy_loop import node_main
+
+    # The policy loads before any transport exists, so no DDS participant starts here.
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as stop:
+        node_main(["--ros-args", "-p", f"checkpoint:={bad}"])
+    assert stop.value.code == 2
+    assert f"refusing to start: {bad}" in capsys.readouterr().err
