@@ -113,7 +113,7 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
         total_steps = -(-cfg.episodes // env.num_envs) * env.num_envs * env.episode_length
         solved_end = solved_once = count = 0
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[status]}"), TimeElapsedColumn()) as progress, \
+                      TextColumn("env steps  {task.fields[status]}"), TimeElapsedColumn()) as progress, \
                 DatasetWriter(out, metadata) as writer:
             bar = progress.add_task(f"{cfg.task.name}/{cfg.backend}", total=total_steps, status="")
             step = lambda: progress.advance(bar, env.num_envs)  # noqa: E731
@@ -122,7 +122,7 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
                 count += 1
                 solved_end += episode.success_at_end
                 solved_once += episode.success_once
-                progress.update(bar, status=f"episodes {count} success {solved_end / count:.2f}")
+                progress.update(bar, status=f"| episodes {count} success {solved_end / count:.2f}")
     finally:
         env.close()
     result = CollectResult(out, count, solved_end / count, solved_once / count)
