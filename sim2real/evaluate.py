@@ -93,7 +93,7 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float) -> Path:
         # macro_block_size=1 keeps small frames (e.g. 128x128) at their size instead of
         # padding them; yuv420p makes the file playable in browsers.
         with imageio.get_writer(tmp, fps=max(1, int(round(fps))), codec="libx264", macro_block_size=1,
-                                ffmpeg_params=["-pix_fmt", "yuv420p"]) as writer:
+                                pixelformat="yuv420p") as writer:
             for frame in frames:
                 writer.append_data(frame)
     return Path(path)
