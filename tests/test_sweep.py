@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from sim2real.config import CONFIG_DIR
 from sim2real.transfer import RESULT_FIELDS, TransferConfig, domain_with, parse_args, run_record
+from transfer_tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,13 +77,6 @@ def test_bad_settings_are_refused_naming_them(overrides, message):
         job_config(overrides)
 
 
-# tests/test_transfer.py's tiny run (MuJoCo both sides, tiny model, a few steps), one seed a job.
-TINY = ["task=push_cube", "source_backend=mujoco", "target_backend=mujoco", "demos=2", "seeds=1",
-        "eval_episodes=2", "pretrain.steps=60", "pretrain.seed_steps=40", "pretrain.eval_every=60",
-        "pretrain.eval_episodes=1", "pretrain.num_demos=2", "pretrain.agent.batch_size=16",
-        "pretrain.model.latent_dim=32", "pretrain.model.enc_dim=32", "pretrain.model.mlp_dim=32",
-        "finetune.steps=5", "finetune.agent.batch_size=16", "scratch_steps=5", "scratch.agent.batch_size=16",
-        "bc.steps=20", "bc.hidden_dim=32"]
 LINE = (r"transfer task=push_cube source=mujoco:source target=mujoco:target method=(\w+) demos=2 seeds=(\d+) "
         r"success_mean=([\d.]+) ci95_low=([\d.]+) ci95_high=([\d.]+)")
 

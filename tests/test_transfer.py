@@ -11,6 +11,7 @@ import pytest
 
 from sim2real.transfer import (MethodSummary, TransferConfig, domain_with, gap_line, parse_args, summarise,
                                transfer_line)
+from transfer_tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,14 +81,6 @@ def test_gap_line_compares_ours_with_the_best_offline_baseline():
     assert transfer_line(cfg, ours) == ("transfer task=push_cube source=maniskill:source target=maniskill:target "
                                         "method=ours demos=20 seeds=5 success_mean=0.800 ci95_low=0.700 "
                                         "ci95_high=0.900")
-
-
-TINY = ["task=push_cube", "source_backend=mujoco", "target_backend=mujoco", "demos=2", "seeds=1",
-        "eval_episodes=2", "pretrain.steps=60", "pretrain.seed_steps=40", "pretrain.eval_every=60",
-        "pretrain.eval_episodes=1", "pretrain.num_demos=2", "pretrain.agent.batch_size=16",
-        "pretrain.model.latent_dim=32", "pretrain.model.enc_dim=32", "pretrain.model.mlp_dim=32",
-        "finetune.steps=5", "finetune.agent.batch_size=16", "scratch_steps=5", "scratch.agent.batch_size=16",
-        "bc.steps=20", "bc.hidden_dim=32"]
 
 
 def run_benchmark(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
