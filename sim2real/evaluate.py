@@ -9,7 +9,8 @@ those solved at their last step (the stricter figure, reported as "success").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -74,6 +75,33 @@ def evaluate_policy(policy: Policy, env: Any, episodes: int, seed: int,
         write_video(video_path, frames, fps=env.contract.control_freq)  # type: ignore[arg-type]
     n = episodes
     return EvalStats(n, sum(once[:n]) / n, sum(end[:n]) / n, sum(returns[:n]) / n)
+
+
+# Evaluations during training use these episode seeds, far from the training envs' seeds, so
+# successive evaluations of one run (and of pretraining vs finetuning) score the same episodes.
+TRAINING_EVAL_SEED = 1_000_000
+
+
+def evaluate_training_agent(agent: Any, env: Any, episodes: int,
+                            video_path: str | Path | None = None) -> tuple[EvalStats, float]:
+    """One in-training evaluation: the model in eval mode for the episodes, back in train mode
+    after, on the TRAINING_EVAL_SEED episodes. Returns the stats and the seconds taken."""
+    tick = time.perf_counter()
+    agent.model.eval()
+    try:
+        stats = evaluate_policy(agent, env, episodes, seed=TRAINING_EVAL_SEED, video_path=video_path)
+    finally:
+        agent.model.train()
+    return stats, time.perf_counter() - tick
+
+
+def log_eval(record: Any, log: Any, tb: Any, step: int) -> None:
+    """Append an evaluation record (a dataclass with success_once, success_at_end, env_return)
+    to `log` (a CsvLog) and its three figures to TensorBoard at `step`."""
+    log.write(asdict(record))
+    for key in ("success_once", "success_at_end", "env_return"):
+        tb.add_scalar(f"eval/{key}", getattr(record, key), step)
+    tb.flush()
 
 
 def _grab(env: Any, frames: list[np.ndarray]) -> list[np.ndarray] | None:

@@ -47,7 +47,7 @@ from sim2real.config import ModelConfig, PlannerConfig
 from sim2real.contract import Contract
 from sim2real.data import DatasetConfig, DatasetError, Episode, detect_format, read_episodes
 from sim2real.device import resolve_device
-from sim2real.evaluate import evaluate_policy
+from sim2real.evaluate import evaluate_training_agent, log_eval
 from sim2real.imitation import CONFIGS, make_objective
 from sim2real.inference import load_objective
 from sim2real.planner import discount_from_episode_length
@@ -453,19 +453,13 @@ def finetune(cfg: FinetuneConfig, on_eval: Callable[[FinetuneEval], None] | None
     begin = time.perf_counter()
 
     def run_eval() -> None:
-        tick = time.perf_counter()
         video = out / "videos" / f"eval_{tuner.updates:08d}.mp4" if cfg.eval_video else None
-        agent.model.eval()
-        stats = evaluate_policy(agent, eval_env, cfg.eval_episodes, seed=1_000_000, video_path=video)
-        agent.model.train()
-        timers["eval"] += time.perf_counter() - tick
+        stats, seconds = evaluate_training_agent(agent, eval_env, cfg.eval_episodes, video)
+        timers["eval"] += seconds
         result = FinetuneEval(task_name, tuner.updates, time.perf_counter() - begin, stats.success_once,
                               stats.success_at_end, stats.env_return)
         history.append(result)
-        eval_log.write(asdict(result))
-        for key in ("success_once", "success_at_end", "env_return"):
-            tb.add_scalar(f"eval/{key}", getattr(result, key), result.step)
-        tb.flush()
+        log_eval(result, eval_log, tb, result.step)
         if on_eval is not None:
             on_eval(result)
 

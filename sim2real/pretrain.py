@@ -36,7 +36,7 @@ from sim2real.checkpoint import load_checkpoint, make_checkpoint, remove_temp_fi
 from sim2real.config import ModelConfig, PlannerConfig
 from sim2real.data import Episode, EpisodeRecorder, read_dataset
 from sim2real.device import resolve_device
-from sim2real.evaluate import evaluate_policy
+from sim2real.evaluate import evaluate_training_agent, log_eval
 from sim2real.imitation import make_objective
 from sim2real.planner import discount_from_episode_length
 from sim2real.preflight import check_output_dir, pretrain_output_bytes
@@ -390,19 +390,13 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
     next_log = (step // cfg.log_every + 1) * cfg.log_every
 
     def run_eval() -> None:
-        tick = time.perf_counter()
         video = out / "videos" / f"eval_{step:08d}.mp4" if cfg.eval_video else None
-        agent.model.eval()
-        stats = evaluate_policy(agent, eval_env, cfg.eval_episodes, seed=1_000_000, video_path=video)
-        agent.model.train()
-        timers["eval"] += time.perf_counter() - tick
+        stats, seconds = evaluate_training_agent(agent, eval_env, cfg.eval_episodes, video)
+        timers["eval"] += seconds
         result = EvalResult(step, updates, wall_offset + time.perf_counter() - start, stats.success_once,
                             stats.success_at_end, stats.env_return)
         history.append(result)
-        eval_log.write(asdict(result))
-        for key in ("success_once", "success_at_end", "env_return"):
-            tb.add_scalar(f"eval/{key}", getattr(result, key), step)
-        tb.flush()
+        log_eval(result, eval_log, tb, step)
         if on_eval is not None:
             on_eval(result)
 
