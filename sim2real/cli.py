@@ -1,6 +1,8 @@
-"""Hydra entry points. `scripts/*.py` and the console scripts in pyproject.toml call these."""
+"""Console entry points (pyproject.toml [project.scripts]): the toy check, and every scripts/*.py."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -16,3 +18,63 @@ def toy(cfg: DictConfig) -> None:
     result = run_toy(to_dataclass(cfg, ToyConfig))
     if not result.reload_identical:
         raise SystemExit("checkpoint reload changed the plan")
+
+
+# The other entry points live in scripts/*.py (Hydra apps or argparse tools) next to configs/;
+# their console scripts run those files, so `sim2real-pretrain task=pick_cube` and
+# `python scripts/pretrain.py task=pick_cube` are one program. This needs the source checkout
+# (the documented `pip install -e .`); a wheel without scripts/ gets a clear error instead.
+SCRIPTS_DIR = CONFIG_DIR.parent / "scripts"
+
+
+def run_script(name: str) -> None:
+    """Run scripts/<name>.py as __main__ with this process's arguments."""
+    import runpy
+    import sys
+
+    script = SCRIPTS_DIR / f"{name}.py"
+    if not script.is_file():
+        raise SystemExit(f"{Path(sys.argv[0]).name}: {script} not found; the sim2real console scripts run the "
+                         "scripts/ of a source checkout (install it with `pip install -e .`)")
+    sys.argv[0] = str(script)  # Hydra names the job, and scripts re-execute themselves, from argv[0]
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def demo() -> None:
+    run_script("demo")
+
+
+def collect_demos() -> None:
+    run_script("collect_demos")
+
+
+def pretrain() -> None:
+    run_script("pretrain")
+
+
+def finetune() -> None:
+    run_script("finetune")
+
+
+def deploy() -> None:
+    run_script("deploy")
+
+
+def record_demos() -> None:
+    run_script("record_demos")
+
+
+def transfer() -> None:
+    run_script("transfer")
+
+
+def aggregate_transfer() -> None:
+    run_script("aggregate_transfer")
+
+
+def inspect_data() -> None:
+    run_script("inspect_data")
+
+
+def convert_data() -> None:
+    run_script("convert_data")
