@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -40,41 +41,13 @@ def run_script(name: str) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
-def demo() -> None:
-    run_script("demo")
-
-
-def collect_demos() -> None:
-    run_script("collect_demos")
-
-
-def pretrain() -> None:
-    run_script("pretrain")
-
-
-def finetune() -> None:
-    run_script("finetune")
-
-
-def deploy() -> None:
-    run_script("deploy")
-
-
-def record_demos() -> None:
-    run_script("record_demos")
-
-
-def transfer() -> None:
-    run_script("transfer")
-
-
-def aggregate_transfer() -> None:
-    run_script("aggregate_transfer")
-
-
-def inspect_data() -> None:
-    run_script("inspect_data")
-
-
-def convert_data() -> None:
-    run_script("convert_data")
+demo = partial(run_script, "demo")
+collect_demos = partial(run_script, "collect_demos")
+pretrain = partial(run_script, "pretrain")
+finetune = partial(run_script, "finetune")
+deploy = partial(run_script, "deploy")
+record_demos = partial(run_script, "record_demos")
+transfer = partial(run_script, "transfer")
+aggregate_transfer = partial(run_script, "aggregate_transfer")
+inspect_data = partial(run_script, "inspect_data")
+convert_data = partial(run_script, "convert_data")
