@@ -113,9 +113,6 @@ class Pipeline:
         self.finetuned = out / "finetune" / "checkpoints" / "last.pt"
 
     # ---- helpers ----------------------------------------------------------------------------
-    def _task(self) -> Any:
-        return self.task
-
     def _groups(self) -> list[str]:
         """The task and model groups as pretraining overrides: preset name, then every field."""
         out = []
@@ -162,7 +159,7 @@ class Pipeline:
         from tasks.collect import CollectConfig, collect_demos
         from tasks.domain import DomainParams
 
-        result = collect_demos(CollectConfig(task=self._task(), domain=DomainParams(), backend=self.cfg.source_backend,
+        result = collect_demos(CollectConfig(task=self.task, domain=DomainParams(), backend=self.cfg.source_backend,
                                              episodes=self.cfg.source_demos, seed=10_000, out=str(self.source_demos)))
         return {"path": str(self.source_demos), "episodes": self.cfg.source_demos,
                 "success_rate": result.success_rate}
@@ -170,7 +167,7 @@ class Pipeline:
     def pretrain(self) -> dict[str, Any]:
         from sim2real.bc import BCConfig, train_bc
         from sim2real.config import compose_config
-        from sim2real.evaluate import evaluate_policy
+        from sim2real.evaluate import TRAINING_EVAL_SEED, evaluate_policy
         from sim2real.pretrain import eval_line, load_demos, pretrain, pretrain_config, register_schemas
         import tasks
 
@@ -185,8 +182,8 @@ class Pipeline:
         try:
             demos = load_demos(run_cfg, run_cfg.task, env.contract, self.say)
             bc = train_bc(demos, env.contract, BCConfig(seed=c.seed), device="cpu")
-            # the pretraining loop's evaluation episodes (sim2real.pretrain evaluates from seed 1,000,000)
-            bc_stats = evaluate_policy(bc, env, run_cfg.eval_episodes, seed=1_000_000)
+            # the episodes the pretraining loop evaluates on, so the curve and the BC line compare
+            bc_stats = evaluate_policy(bc, env, run_cfg.eval_episodes, seed=TRAINING_EVAL_SEED)
         finally:
             env.close()
         self.say(f"bc task={self.task.name} demos={len(demos)} success={bc_stats.success_at_end:.2f} (source domain)")
@@ -260,7 +257,7 @@ class Pipeline:
         with torch.random.fork_rng():
             bc = train_bc(demos, zero_shot.contract, BCConfig(seed=self.cfg.seed), device="cpu")
         policies = {"zero_shot": zero_shot, "finetuned": load_policy(self.finetuned, planner), "bc": bc}
-        env = tasks.make_env(self._task(), backend="mujoco", num_envs=1, domain=self.target)
+        env = tasks.make_env(self.task, backend="mujoco", num_envs=1, domain=self.target)
         results = {}
         try:
             for name, policy in policies.items():
@@ -280,7 +277,7 @@ class Pipeline:
                                   seed=30_000 + 1_000 * self.cfg.seed, out_dir=str(self.out / "deploy"),
                                   video_episodes=1)
         result = run_deploy(cfg, say=self.say)
-        return {"successes": [s for s in result.successes], "episodes": len(result.successes),
+        return {"successes": list(result.successes), "episodes": len(result.successes),
                 "overruns": result.overruns, "transport": result.transport, "latency_ms": list(result.latency_ms),
                 "videos": list(result.videos)}
 

@@ -32,6 +32,7 @@ from hydra.core.config_store import ConfigStore
 
 from sim2real.agent import Agent, AgentConfig
 from sim2real.buffer import EpisodeBuffer, cat_batches, expert_buffer
+from sim2real.atomic import atomic_path
 from sim2real.checkpoint import load_checkpoint, make_checkpoint, remove_temp_files, save_checkpoint
 from sim2real.config import ModelConfig, PlannerConfig
 from sim2real.data import Episode, EpisodeRecorder, read_dataset
@@ -204,12 +205,8 @@ class CsvLog:
         kept = [rows[0]] + [r for r in rows[1:] if len(r) <= col or not r[col] or float(r[col]) <= value]
         if len(kept) == len(rows):
             return
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
     def write(self, row: dict[str, Any]) -> None:
         new = self.fields is None
