@@ -44,7 +44,8 @@ class SuccessRow:
         return binomial_ci95(self.successes, self.episodes)
 
 
-def _save_figure(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write `fig` as a PNG atomically and close it."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -53,7 +54,8 @@ def _save_figure(fig: Any, path: Path) -> Path:
     return path
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,7 +67,7 @@ def _pyplot() -> Any:
 def learning_curve(path: Path, env_steps: Sequence[int], success: Sequence[float], bc_success: float | None,
                    title: str) -> Path:
     """Success vs env steps; the BC policy (same demos, same episodes) as a dashed line."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.6), dpi=120)
     ax.plot(env_steps, success, marker="o", color="#2b6cb0", label="pretraining (online imitation)")
     if bc_success is not None:
@@ -77,7 +79,7 @@ def learning_curve(path: Path, env_steps: Sequence[int], success: Sequence[float
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def success_table(out: Path, rows: Sequence[SuccessRow], stem: str = "success_table") -> tuple[Path, Path]:
@@ -99,7 +101,7 @@ def latency_histogram(path: Path, latency_ms: Sequence[float], period_ms: float,
     """Histogram of decision latency with the control period and the p50/p99 marked."""
     from sim2real.stats import percentile
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.6), dpi=120)
     values = list(latency_ms)
     if values:
@@ -115,7 +117,7 @@ def latency_histogram(path: Path, latency_ms: Sequence[float], period_ms: float,
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sim2real.atomic import atomic_path, atomic_write
+from sim2real.atomic import atomic_write
 
 METHODS = ("ours", "zero_shot", "bc", "wm_scratch")
 RESULT_FIELDS = ("method", "seed", "successes", "episodes", "success", "train_s", "eval_s")
@@ -282,12 +282,9 @@ def write_summary(path: Path, cfg: TransferConfig, summaries: list[MethodSummary
 
 def plot_summary(path: Path, title: str, summaries: list[MethodSummary]) -> Path:
     """Bar chart of success per method with its 95% interval and the per-seed rates as dots."""
-    import matplotlib
+    from sim2real.report import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(summaries), 3.8), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(1.6 + 1.3 * len(summaries), 3.8), dpi=120)
     xs = range(len(summaries))
     means = [s.success_mean for s in summaries]
     err = [[m - s.ci95_low for m, s in zip(means, summaries)], [s.ci95_high - m for m, s in zip(means, summaries)]]
@@ -302,10 +299,7 @@ def plot_summary(path: Path, title: str, summaries: list[MethodSummary]) -> Path
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # --- the run --------------------------------------------------------------------------------
