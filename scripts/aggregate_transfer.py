@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 import sys
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sim2real.atomic import atomic_write
 from sim2real.transfer import RESULT_FIELDS, TransferConfig, load_run, report, run_record
 
 OVERRIDE_LISTS = ("pretrain", "finetune", "scratch")
@@ -139,11 +141,12 @@ def group_runs(runs: list[Path], duplicates: str = "error", say: Callable[[str],
 
 
 def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: (r["method"], int(r["seed"]))):
-            writer.writerow({k: row[k] for k in RESULT_FIELDS})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=RESULT_FIELDS)
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: (r["method"], int(r["seed"]))):
+        writer.writerow({k: row[k] for k in RESULT_FIELDS})
+    atomic_write(path, text.getvalue())
 
 
 def write_table(out: Path, groups: list[Group]) -> tuple[Path, Path]:
@@ -152,17 +155,18 @@ def write_table(out: Path, groups: list[Group]) -> tuple[Path, Path]:
     for group in groups:
         with open(out / group.name / "summary.csv", newline="") as f:
             rows += [{"group": group.name, **r} for r in csv.DictReader(f)]
-    with open(out / "table.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "table.csv", text.getvalue())
     lines = ["| task | source | target | demos | method | seeds | episodes | success | 95% CI | group |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['task']} | {r['source']} | {r['target']} | {r['demos']} | {r['method']} | {r['seeds']} | "
                      f"{r['episodes']} | {float(r['success_mean']):.3f} | "
                      f"[{float(r['ci95_low']):.3f}, {float(r['ci95_high']):.3f}] | {r['group']} |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    atomic_write(out / "table.md", "\n".join(lines) + "\n")
     return out / "table.csv", out / "table.md"
 
 
@@ -179,7 +183,7 @@ def aggregate(roots: list[Path], out: Path, duplicates: str = "error",
         seeds = sorted({int(r["seed"]) for r in group.rows})
         say(f"group {group.name}: {len(group.runs)} runs, seeds {seeds}")
         write_results(where / "results.csv", group.rows)
-        (where / "runs.txt").write_text("".join(f"{run}\n" for run in group.runs))
+        atomic_write(where / "runs.txt", "".join(f"{run}\n" for run in group.runs))
         group.cfg.out_dir = str(where)
         report(group.cfg, group.rows, where, say)
     csv_path, md_path = write_table(out, groups)
