@@ -84,6 +84,7 @@ if str(REPO) not in sys.path:
 from robot_bridge import messages as m  # noqa: E402
 from robot_bridge.faults import CASES, REACH_TOL_M, RECOVERY_TICKS, TARGETS, AlternatingReach, CaseResult, \
     CommandAudit, FaultConfig, FaultLink, reach_target, run_case  # noqa: E402
+from sim2real.atomic import atomic_write  # noqa: E402
 
 DEFAULTS = {"cases": "all", "duration_s": "6", "seed": "0", "domain": "source", "transport": "inprocess",
             "domain_id": "66", "out": ""}
@@ -277,10 +278,9 @@ def main() -> None:
           f"recovered={sum(r.recovered for r in results)}/{len(results)}", flush=True)
     if args["out"]:
         path = Path(args["out"])
-        path.parent.mkdir(parents=True, exist_ok=True)
         details = [{**dataclasses.asdict(r), "reach_error_m": r.reach_error_m if math.isfinite(r.reach_error_m)
                     else None} for r in results]
-        path.write_text(json.dumps({"args": args, "config": dataclasses.asdict(cfg), "cases": details}, indent=1))
+        atomic_write(path, json.dumps({"args": args, "config": dataclasses.asdict(cfg), "cases": details}, indent=1))
     if outside:
         for r in results:
             for violation in r.violations:
