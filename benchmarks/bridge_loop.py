@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.args import key_values  # noqa: E402
+
 from robot_bridge.deploy import NodeProcess, ensure_network_namespace, find_rclpy_python, node_command, \
     require_network_namespace, untrained_checkpoint  # noqa: E402
 
@@ -41,12 +43,7 @@ DEFAULTS = {"transport": "dds", "duration_s": "10", "planner": "deploy", "checkp
 
 
 def parse(argv: list[str]) -> dict[str, str]:
-    args = dict(DEFAULTS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            raise SystemExit(f"bridge_loop: unexpected argument {arg!r}; expected key=value with keys {list(DEFAULTS)}")
-        args[key] = value
+    args = key_values(argv, DEFAULTS, "bridge_loop")
     if args["transport"] not in ("dds", "rclpy"):
         raise SystemExit(f"bridge_loop: transport={args['transport']!r}; expected dds or rclpy")
     return args

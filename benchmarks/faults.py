@@ -81,6 +81,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.args import key_values  # noqa: E402
+
 from robot_bridge import messages as m  # noqa: E402
 from robot_bridge.faults import CASES, REACH_TOL_M, RECOVERY_TICKS, TARGETS, AlternatingReach, CaseResult, \
     CommandAudit, FaultConfig, FaultLink, reach_target, run_case  # noqa: E402
@@ -93,12 +95,7 @@ RESTART_QUIET_S = 0.25  # dds robot_restart: the new arm starts once the node ha
 
 
 def parse(argv: list[str]) -> dict[str, str]:
-    args = dict(DEFAULTS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            raise SystemExit(f"faults: unexpected argument {arg!r}; expected key=value with keys {list(DEFAULTS)}")
-        args[key] = value
+    args = key_values(argv, DEFAULTS, "faults")
     unknown = [c for c in cases(args) if c not in CASES]
     if unknown:
         raise SystemExit(f"faults: cases={args['cases']!r}: unknown {unknown}; expected all or some of {list(CASES)}")

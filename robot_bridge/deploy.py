@@ -9,7 +9,7 @@ report success. With `robot=ros` only the policy node starts, against an arm alr
 Without a checkpoint, `policy.policy=expert task=<task>` runs the task's scripted expert through
 the same loop. `record_dir` records every episode as a rosbag2 bag (robot_bridge.bag_recorder,
 one bag per episode, on the deploy process's own participant): the joint states, object pose,
-goal and the policy node's commands, with task, seed, domain, contract and success; the bags
+goal, the policy node's commands and its decided actions (`~/action`), with task, seed, domain, contract and success; the bags
 read back with `configs/dataset/ros2_sim_panda.yaml`. The run directory also gets the policy
 node's per-tick latencies (`latency.json`) and, with `video_episodes`, MP4s of the first episodes
 rendered from the MuJoCo arm (`videos/episode_<k>.mp4`).
@@ -340,7 +340,8 @@ def _resolve_policy(cfg: DeployConfig) -> tuple[str, int, Any]:
 
 def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
     """The topics a finetuning reader needs (configs/dataset/ros2_sim_panda.yaml), named as the
-    policy node's parameters name them: joint states, object pose, goal, camera, commands."""
+    policy node's parameters name them: joint states, object pose, goal, camera, commands, and the
+    node's decided actions before the safety filter (`action_topic`, which the reader prefers)."""
     from robot_bridge import messages as m
     from robot_bridge.bag_recorder import TopicSpec
     from robot_bridge.observation import POINT_STAMPED
@@ -372,6 +373,10 @@ def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
         topics.append(TopicSpec(f"/{controller}/commands", m.FLOAT64_MULTI_ARRAY, default))
     else:
         topics.append(TopicSpec(f"/{controller}/joint_trajectory", m.JOINT_TRAJECTORY, default))
+    action = param("action_topic")
+    if action:
+        topics.append(TopicSpec(f"/{POLICY_NODE}{action[1:]}" if action.startswith("~") else action,
+                                m.FLOAT64_MULTI_ARRAY, default))
     return topics
 
 
@@ -395,9 +400,11 @@ class _Coordinator:
         name = "rclpy" if transport_name == "rclpy" and rclpy_available() else "dds"
         self.transport = make_transport(name, "sim2real_deploy", allow_network=allow_network)  # type: ignore[arg-type]
         self.sim: list[dict[str, Any]] = []
+        # Called with each arm status as it is taken, before the messages behind it in the same spin.
+        self.on_sim_status: Callable[[dict[str, Any]], None] | None = None
         self.policy: list[dict[str, Any]] = []
         self.success: bool | None = None
-        self.transport.subscribe(f"/{SIM_NODE}/status", m.STRING, lambda msg: self.sim.append(json.loads(msg.data)))
+        self.transport.subscribe(f"/{SIM_NODE}/status", m.STRING, self._on_sim_status)
         self.transport.subscribe(f"/{POLICY_NODE}/status", m.STRING,
                                  lambda msg: self.policy.append(json.loads(msg.data)))
         self.reset_pub = self.transport.publisher(f"/{SIM_NODE}/reset", "std_msgs/msg/Int32")
@@ -405,6 +412,12 @@ class _Coordinator:
         self._int32, self._bool = int32_msg, m.bool_msg
         if success_topic:
             self.transport.subscribe(success_topic, m.BOOL, lambda msg: setattr(self, "success", bool(msg.data)))
+
+    def _on_sim_status(self, msg: Any) -> None:
+        status = json.loads(msg.data)
+        self.sim.append(status)
+        if self.on_sim_status is not None:
+            self.on_sim_status(status)
 
     def wait(self, until: Callable[[], Any], timeout_s: float, nodes: Sequence[NodeProcess], what: str,
              every: Callable[[], None] | None = None, every_s: float = 0.5) -> Any:
@@ -474,12 +487,23 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
             began = time.monotonic()
             if cfg.robot.kind == "sim":
                 last = max((s["episode"] for s in coordinator.sim), default=-1)
-                ack = coordinator.wait(
-                    lambda: next((s for s in coordinator.sim if s["episode"] > last and s["seed"] == seed), None),
-                    20, nodes, f"episode {i}: reset not acknowledged",
-                    every=lambda: coordinator.reset_pub.publish(coordinator._int32(seed)))
-                if recorder is not None:  # the domain the arm reports: robot.params may rename or reshape it
-                    recorder.start(seed=seed, domain=ack.get("domain", cfg.robot.domain))
+
+                def is_ack(status: dict[str, Any], last: int = last, seed: int = seed) -> bool:
+                    return status["episode"] > last and status["seed"] == seed
+
+                def start_recording(status: dict[str, Any]) -> None:
+                    # In the status callback: the arm's first state of the episode, which the node's first
+                    # decision is made from, is taken later in the same spin (the status topic was
+                    # subscribed first) and lands in the bag. The domain is the one the arm reports.
+                    if recorder is not None and not recorder.recording and is_ack(status):
+                        recorder.start(seed=seed, domain=status.get("domain", cfg.robot.domain),
+                                       start_stamp_ns=status.get("stamp_ns"))
+
+                coordinator.on_sim_status = start_recording
+                coordinator.wait(lambda: next((s for s in coordinator.sim if is_ack(s)), None),
+                                 20, nodes, f"episode {i}: reset not acknowledged",
+                                 every=lambda: coordinator.reset_pub.publish(coordinator._int32(seed)))
+                coordinator.on_sim_status = None
                 end = coordinator.wait(
                     lambda: next((s for s in coordinator.sim if s["episode"] > last and s["state"] == "done"), None),
                     episode_length * period * 4 + 20, nodes, f"episode {i}: no episode end")

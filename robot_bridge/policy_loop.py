@@ -158,6 +158,8 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
     try:
         commands = command_publisher(transport, params, ros)
         status_pub = transport.publisher(ros.topic("~/status"), m.STRING)
+        intents = transport.publisher(ros.topic(params.action_topic), m.FLOAT64_MULTI_ARRAY) \
+            if params.action_topic else None
         fatal: list[BaseException] = []
         _subscribe(core, transport, params, ros, fatal)
         _start(core, transport, params, stop, fatal)
@@ -172,6 +174,12 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
                     (params.duration_s and now - start >= params.duration_s):
                 break
             if now >= next_tick and (core.joint_receipt >= next_tick or now >= next_tick + wait):
+                # Take what was published with that joint state before deciding: an arm publishes its
+                # episode index, object pose and goal beside it, and a spin that took the joint state
+                # may have started just before they arrived (the expert then acted on a finished
+                # episode's plan, or on the previous object pose).
+                transport.spin_once(0.0)
+                now = time.monotonic()
                 late = now - next_tick
                 if late >= period:
                     missed = math.floor(late / period)
@@ -182,6 +190,8 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
                 if result.message is not None:
                     commands.publish(result.message)
                     core.loop_ms.append((time.monotonic() - core.joint_receipt) * 1e3)
+                if intents is not None and result.intent is not None:  # after the command: it is not urgent
+                    intents.publish(result.intent)
                 next_tick += period
             if now >= next_status or core.episode != episode:
                 status_pub.publish(m.string_msg(json.dumps(core.status())))

@@ -19,6 +19,13 @@ start-up the node waits `startup_timeout_s` for every input the contract needs a
 start, naming what is missing, when the first joint state lacks a contract joint or an input
 never arrives.
 
+Every tick the policy acts, `action_topic` (`~/action` by default) gets the action it decided
+before the safety filter (`std_msgs/Float64MultiArray`, robot_bridge.messages.policy_action:
+the normalised action, whether the filter changed or held the command, and the stamp of the
+joint state the action was computed from, and the count of decisions since the policy's last
+reset). Recorded beside the commands, it lets a demo reader
+learn what the demonstrator meant instead of what the filter let through.
+
 Topics besides the inputs and the command: `estop_topic` (`std_msgs/Bool`, true latches the
 e-stop), `~/reset_estop` (`Bool` true clears it), `~/reset` (`Bool` true: a new episode; also
 `episode_topic`, an `Int32` whose value changes), `~/status` (`String`, JSON counters at ~1 Hz).
@@ -93,6 +100,7 @@ class PolicyNodeParams:
     camera_type: str = "compressed"  # compressed | raw
     camera_crop: list[int] = field(default_factory=list)  # x, y, width, height
     estop_topic: str = "/estop"
+    action_topic: str = "~/action"  # the decided action before the safety filter; "": not published
     episode_topic: str = ""  # std_msgs/Int32: a new value resets the policy (e.g. /sim2real_sim_robot/episode)
     controller: str = "arm_controller"
     command_interface: str = "trajectory"  # trajectory | forward | action
@@ -142,6 +150,7 @@ class TickResult:
         command: what the safety filter let through (its `positions` None: nothing could be sent).
         message: the ROS command message built from `command` (None when nothing is sent).
         action: the policy's action, or None when it did not run.
+        intent: the `~/action` message of `action` (None when the policy did not run).
         reasons: why the policy did not run, and what the filter changed or held.
         compute_s: time the tick took.
         overrun: the tick finished after its deadline.
@@ -150,6 +159,7 @@ class TickResult:
     command: SafeCommand
     message: Any | None
     action: np.ndarray | None
+    intent: Any | None
     reasons: list[str]
     compute_s: float
     overrun: bool
@@ -225,8 +235,10 @@ class PolicyNodeCore:
             self.obs.set_goal(params.goal_pos, params.goal_frame, 0.0)
         self.ref_quat: np.ndarray | None = None
         self.joint_receipt = -math.inf  # monotonic time the last accepted joint state arrived
+        self.joint_stamp_ns = 0  # header stamp of the last accepted joint state (receipt time if unstamped)
         self.seen_joint_state = False
         self.episode: int | None = None
+        self.steps_since_reset = 0  # decisions since the policy was last reset
         self.ticks = self.policy_steps = self.overruns = self.missed = self.resyncs = 0
         self.rejected: dict[str, int] = {}
         self.last_reasons: deque[str] = deque(maxlen=8)
@@ -268,6 +280,8 @@ class PolicyNodeCore:
                     self.resyncs += 1
                 self.obs.set_joint_state(reading, stamp)
                 self.joint_receipt = arrived
+                header_ns = m.stamp_to_ns(msg.header.stamp)
+                self.joint_stamp_ns = header_ns if header_ns > 0 else round(now * 1e9)
                 if self.ref_quat is None:
                     self.ref_quat = self.model.fk(reading.position[:self.model.dof])[1]
                 return []
@@ -298,6 +312,7 @@ class PolicyNodeCore:
             log.warning("e-stop reset by ~/reset_estop: resuming control")
             self.safety.reset_estop()
             self.policy.reset()
+            self.steps_since_reset = 0
 
     def on_episode(self, msg: Any) -> None:
         """std_msgs/Int32 episode index: a new value starts a new episode."""
@@ -309,6 +324,7 @@ class PolicyNodeCore:
         """The scene was reset: forget the plan, the inputs and the filter's reference (the arm may
         have been moved), keeping the e-stop latch and the counters."""
         self.policy.reset()
+        self.steps_since_reset = 0
         self.ref_quat = None
         self.safety = self._fresh_filter()
         self.obs.joints = None
@@ -343,6 +359,9 @@ class PolicyNodeCore:
         self.ticks += 1
         reasons = self.missing(now)
         action = target = None
+        observed_ns = self.joint_stamp_ns
+        # Which message of every other input the decision used: a reader pairs exactly these.
+        inputs_ns = {name: round(inp.time * 1e9) for name, inp in self.obs.inputs.items() if inp.time > 0}
         if not reasons:
             action = np.asarray(self.policy.act(self.obs.observation()), dtype=np.float64).reshape(-1)
             self.policy_steps += 1
@@ -358,6 +377,11 @@ class PolicyNodeCore:
         # Nothing goes out while the watchdog holds: the controller keeps its last target by itself,
         # and a restarted one holds where the arm is, which re-sending the last command would undo.
         message = self._message(command) if command.sent and not command.watchdog_tripped else None
+        intent = None
+        if action is not None and np.all(np.isfinite(action)):
+            intent = m.policy_action(action, self._changed(target, command, message is None), observed_ns,
+                                     self.steps_since_reset, inputs_ns)
+            self.steps_since_reset += 1
         compute = self.timer() - start
         overrun = late_s + compute > self.period
         if overrun:
@@ -370,7 +394,18 @@ class PolicyNodeCore:
         self.compute_ms.append(compute * 1e3)
         self.first_tick = now if self.first_tick is None else self.first_tick
         self.last_tick = now
-        return TickResult(command, message, action, reasons, compute, overrun)
+        return TickResult(command, message, action, intent, reasons, compute, overrun)
+
+    def _changed(self, target: np.ndarray, command: SafeCommand, unsent: bool) -> bool:
+        """Whether the filter changed what the policy asked for. A finger target past the finger's
+        travel is how a gripper is told to squeeze (ActionScales.finger_closed), so clamping it to
+        the travel does not count; rate-limiting it does."""
+        if unsent or command.held or command.positions is None:
+            return True
+        asked = np.clip(target, self.limits.lower, self.limits.upper)
+        dof = self.model.dof
+        asked[:dof] = target[:dof]
+        return bool(np.any(np.abs(command.positions - asked) > 1e-9))
 
     def count_missed(self, ticks: int) -> None:
         """Ticks the loop skipped because it was more than a period behind: each is an overrun."""

@@ -367,7 +367,10 @@ class SimRobotCore:
                   "episode": self.episode, "seed": self.seed, "state": self.state, "steps": self.steps,
                   "success": self.success, "success_once": self.success_once, "sim_time": round(self.sim_time, 4),
                   "tcp_pose": [round(float(v), 5) for v in self.tcp_pose()], "commands": self.commands,
-                  "rejected": self.rejected, "last_reasons": list(self.last_reasons)}
+                  "rejected": self.rejected, "last_reasons": list(self.last_reasons),
+                  # The clock the arm stamps its messages with: after a reset, what is stamped earlier is
+                  # the episode before (a recorder that hears of the reset late uses this to cut).
+                  "stamp_ns": time.time_ns()}
         if self.params.video_dir:
             status["video"] = str(self._video_path) if self._video_path is not None else None
             status["render_p50_ms"] = round(float(np.median(self.render_ms)), 3) if self.render_ms else None

@@ -9,7 +9,11 @@ Any format scripts/convert_data.py reads (sim2real HDF5, rosbag2, LeRobot v3, Ma
 robomimic) is shown as the episodes it converts to; options as in convert_data.py.
 Prints the file's metadata (task, backend, domain, control mode and rate, robot, seed,
 creation time), the episode count, lengths and success rates, every feature with its shape
-and dtype, and the mean, std, min and max of every state and action dimension. A file that
+and dtype, and the mean, std, min and max of every state and action dimension. For rosbag2
+logs it also says how far the actions can be trusted: how many steps carry the action the
+policy node decided and how many were reconstructed from commands, the share of reconstructed
+values outside [-1, 1], how often the safety filter changed the node's command, and the gripper
+readings seen. A file that
 cannot be used prints the reason (file and field) and exits with status 1.
 """
 
@@ -42,6 +46,26 @@ def _rate(hits: int, count: int) -> str:
     return f"{hits / count:.0%} ({hits}/{count})" if count else "n/a"
 
 
+FIDELITY_KEYS = ("steps", "action_source_steps", "safety_changed_fraction", "gripper_steps", "clipped_actions",
+                 "clipped_fraction")
+
+
+def _fidelity(extra: dict) -> str:
+    """One line on where a log's actions came from (sim2real.data.rosbag.fidelity); "" for other sources."""
+    sources = extra.get("action_source_steps")
+    if not isinstance(sources, dict):
+        return ""
+    parts = [f"decided by the policy node (~/action) on {sources.get('intent', 0)} steps, reconstructed from "
+             f"commands on {sources.get('commands', 0)}",
+             f"{extra.get('clipped_fraction', 0.0):.1%} of values outside [-1, 1] before clipping"]
+    if extra.get("safety_changed_fraction") is not None:
+        parts.append(f"the safety filter changed {extra['safety_changed_fraction']:.0%} of the node's commands")
+    grip = extra.get("gripper_steps") or {}
+    parts.append(f"gripper closed on {grip.get('closed', 0)} steps, open on {grip.get('open', 0)}, "
+                 f"in between on {grip.get('between', 0)}")
+    return "; ".join(parts)
+
+
 def print_summary(summary: DatasetSummary, console: Console) -> None:
     """Render `summary`: a few lines of metadata, the features, and per-dimension statistics."""
     meta, stats = summary.metadata, summary.stats
@@ -58,7 +82,10 @@ def print_summary(summary: DatasetSummary, console: Console) -> None:
         ("created", f"{meta.created} by sim2real {meta.sim2real_version}"),
     ]
     # A converted source's reader options are long and in the file; the rest fits a line.
-    extra = {k: v for k, v in meta.extra.items() if k != "options"}
+    extra = {k: v for k, v in meta.extra.items() if k not in ("options", *FIDELITY_KEYS)}
+    fidelity = _fidelity(meta.extra)
+    if fidelity:
+        rows.append(("actions", fidelity))
     if extra:
         rows.append(("extra", str(extra)))
     rows.append(("episodes", str(stats.count)))

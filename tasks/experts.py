@@ -226,6 +226,19 @@ EXPERTS: dict[str, type[Expert]] = {
 }
 
 
+def replay_expert(task: str, obs: dict[str, torch.Tensor], steps: int) -> torch.Tensor:
+    """The actions [steps, 4] a fresh scripted expert of `task` takes on one episode's
+    observations (features [>= steps, ...] in time order, at least tcp_pose, obj_pose, goal_pos).
+
+    The expert is deterministic given what it observes, so this is what it did at each step of a
+    demonstration it recorded, when the observations are the ones it acted on: demo readers are
+    checked with it.
+    """
+    expert = make_expert(task, num_envs=1)
+    keys = ("tcp_pose", "obj_pose", "goal_pos")
+    return torch.cat([expert.act({k: obs[k][t:t + 1] for k in keys}) for t in range(steps)])
+
+
 def make_expert(task: str, num_envs: int, noise_std: float = 0.0, control_mode: str = "pd_ee_delta_pos",
                 generator: torch.Generator | None = None) -> Expert:
     """The scripted expert of `task`. Experts act in end-effector space only."""

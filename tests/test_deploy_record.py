@@ -24,6 +24,7 @@ from robot_bridge.observation import BASE_IN_TASK  # noqa: E402
 from robot_bridge.policy_loop import write_latency_log  # noqa: E402
 from robot_bridge.policy_node import ExpertPolicy, PolicyNodeCore, PolicyNodeParams, make_policy  # noqa: E402
 from robot_bridge.sim_robot import SimRobotCore, SimRobotParams  # noqa: E402
+from tasks.experts import replay_expert  # noqa: E402
 from tasks.spec import task_contract  # noqa: E402
 
 CONTRACT = task_contract("push_cube", "state", "pd_ee_delta_pos")
@@ -112,8 +113,11 @@ def test_deploy_config_runs_the_expert_without_a_checkpoint(tmp_path: Path) -> N
         ("/joint_states", "sensor_msgs/msg/JointState", False),
         ("/object_pose", "geometry_msgs/msg/PoseStamped", False),
         ("/goal", "geometry_msgs/msg/PointStamped", True),
-        ("/arm_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", True)]
+        ("/arm_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", True),
+        ("/sim2real_policy_node/action", "std_msgs/msg/Float64MultiArray", True)]
     run.policy["command_interface"] = "forward"
+    assert record_topics(run, rgb=False)[-2].topic == "/arm_controller/commands"
+    run.policy["action_topic"] = ""  # not published: not recorded
     assert record_topics(run, rgb=False)[-1].topic == "/arm_controller/commands"
     run.policy["command_interface"] = "action"
     with pytest.raises(ValueError, match="cannot hear"):
@@ -172,6 +176,12 @@ def test_deploy_records_expert_episodes_that_read_back(tmp_path: Path) -> None:
         actions = ep.actions.numpy()
         assert actions.shape == (ep.length, 4) and np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
         assert np.abs(actions[:, :3]).max() > 0.3  # the expert moved the arm
+        # The node's decided actions were recorded and read, paired with what the node observed: the
+        # expert replayed on the read observations decides the same (over DDS the node may act on an
+        # object pose one message older than the joint state, so not to the last digit).
+        assert ep.meta["action_source"] == "intent"
+        replayed = replay_expert("push_cube", ep.obs, ep.length).numpy()
+        assert np.abs(replayed - actions).mean(axis=0).max() < 0.05
         _, goal = read_bag_messages(record / info.bag)["/goal"][-1]  # base frame
         published = np.array([goal.point.x, goal.point.y, goal.point.z]) + np.asarray(BASE_IN_TASK)
         assert np.allclose(ep.obs["goal_pos"].numpy(), published, atol=1e-6)

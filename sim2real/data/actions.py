@@ -9,6 +9,12 @@ positions gives back the action a policy with this contract would have sent:
     pd_joint_delta_pos: a[:7] = (target - q) / joint_delta_pos
     pd_ee_delta_pos:    a[:3] = (FK(target) - FK(q)) / ee_delta_pos    (TCP positions)
     gripper:            a[-1] = 2 (finger - finger_closed) / (finger_open - finger_closed) - 1
+                        ("linear"), or binary (`binary_gripper_actions`, the default for logs)
+
+The linear gripper inverse is exact only for targets nobody changed. A safety filter clamps the
+policy's "close" (-0.01 m, a squeeze) to the finger's lower limit (0.0 m, read back as -0.6) and
+ramps every change at its step limit (0.04 -> 0.035 -> 0.030 ..., read as 1.0, 0.8, 0.6 while
+the demonstrator said -1). The binary reading takes the direction the fingers are sent in.
 
 Teleoperated targets may lie further than one action's reach: values outside [-1, 1] are
 clipped, and the number clipped is reported so a dataset that saturates is noticed.
@@ -29,6 +35,28 @@ def gripper_action(finger: np.ndarray, scales: ActionScales = ActionScales()) ->
     """Finger joint target(s) -> the normalised gripper action (inverse of ActionScales.gripper_target)."""
     closed, opened = scales.finger_closed, scales.finger_open
     return 2.0 * (np.asarray(finger, dtype=np.float64) - closed) / (opened - closed) - 1.0
+
+
+def binary_gripper_actions(fingers: np.ndarray, before: float, lower: float, upper: float,
+                           motion_eps: float = 1e-3) -> np.ndarray:
+    """Finger targets [T] -> gripper actions [T] in {-1, +1}: a target that moves down by more
+    than `motion_eps`, or sits within it of the closed limit `lower`, is -1 (closing or closed,
+    also when the object blocks the fingers); one that moves up or sits at `upper` is +1; a target
+    that stays in between keeps the last reading. `before` is where the fingers were (or were
+    sent) before the first target: a first target below it is closing.
+    """
+    fingers = np.asarray(fingers, dtype=np.float64).reshape(-1)
+    out = np.empty(fingers.size)
+    previous = float(before)
+    state = -1.0 if previous < 0.5 * (lower + upper) else 1.0
+    for k, f in enumerate(fingers):
+        if f < previous - motion_eps or f <= lower + motion_eps:
+            state = -1.0
+        elif f > previous + motion_eps or f >= upper - motion_eps:
+            state = 1.0
+        out[k] = state
+        previous = f
+    return out
 
 
 def targets_to_actions(control_mode: str, qpos: np.ndarray, arm_targets: np.ndarray, finger_targets: np.ndarray,

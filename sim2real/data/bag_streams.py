@@ -33,11 +33,12 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "goal": ("goal_pos", (POINT_STAMPED, m.POSE_STAMPED)),
     "camera": ("rgb", (m.IMAGE, m.COMPRESSED_IMAGE)),
     "command": ("actions", (m.JOINT_TRAJECTORY, m.FLOAT64_MULTI_ARRAY)),
+    "intent": ("decided actions", (m.FLOAT64_MULTI_ARRAY,)),
     "success": ("success", (m.BOOL,)),
     "marker": ("episode boundaries", (m.STRING, m.BOOL)),
     "episode": ("episode metadata", (m.STRING,)),
 }
-OPTIONAL_ROLES = ("marker", "episode")
+OPTIONAL_ROLES = ("marker", "episode", "intent")
 
 
 @dataclass

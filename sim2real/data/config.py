@@ -97,6 +97,18 @@ class RosbagOptions:
         command_topic: the commanded joint targets: trajectory_msgs/JointTrajectory (joints by
             name) or std_msgs/Float64MultiArray (in `command_joints` order) -> actions.
         command_joints: joint order of Float64MultiArray commands; []: the 9 Panda joints.
+        action_topic: the policy node's decided actions before its safety filter
+            (std_msgs/Float64MultiArray, robot_bridge.messages.policy_action; `~/action` of
+            sim2real_policy_node). Where a bag has them, each one is a step: its action is the
+            step's action and the observation is assembled at the stamp of the joint state the
+            node acted on. "": never read.
+        actions: "auto" (the decided actions where the bag has them, else reconstructed from
+            the commands), "intent" (refuse bags without them) or "commands" (always reconstruct).
+        gripper: how finger targets become the gripper action: "binary" (-1 from a closing
+            motion or at the closed limit until an opening motion or the open limit, +1 after:
+            a gripper blocked by the object reads closed, and a rate-limited ramp reads as the
+            command it is heading to) or "linear" (the exact inverse of the action scaling,
+            for grippers driven to intermediate openings).
         gripper_from_state: when the commands carry no finger joint, take the gripper action
             from the measured finger position at the next step (else such logs are refused).
         success_topic: std_msgs/Bool -> per-step success; "" takes the episode's final success
@@ -125,6 +137,9 @@ class RosbagOptions:
     camera_crop: list[int] = field(default_factory=list)
     command_topic: str = "/arm_controller/joint_trajectory"
     command_joints: list[str] = field(default_factory=list)
+    action_topic: str = "/sim2real_policy_node/action"
+    actions: str = "auto"
+    gripper: str = "binary"
     gripper_from_state: bool = False
     success_topic: str = ""
     episodes: str = "auto"

@@ -18,6 +18,18 @@ Time alignment (all times are bag receive times unless `time_source: header`):
 - the episode ends with the period of its last command, or earlier at its end (bag end or stop
   marker); its final observation is the hold at the end of that period.
 
+Where the bag has the policy node's decided actions (`action_topic`, recorded by deploy), they
+replace all of the above for the actions: each message is one step, its action is the step's
+action (what the demonstrator meant, before the safety filter), and observation k is the hold
+of every input at the stamp of the joint state the node acted on (`time_source: header`; with
+`receive`, at the message's receive time). The final observation is one period after the last.
+Nothing is resampled, so a recorder that stalled and wrote several commands at once loses nothing.
+
+Where the recorder was told when the arm began the episode (`start_stamp_ns` in its start event,
+on the arm's clock, as deploy records it), inputs stamped earlier are the episode before: a
+recorder that hears of a reset late has some of them in the bag, and decisions made on them
+are not part of this episode.
+
 Episodes are one per bag, or the spans between start and stop markers on `marker_topic`
 (std_msgs/String or Bool, `robot_bridge.bag_recorder.parse_marker`; an abort marker discards its
 span). Task, seed, domain and success come from `/sim2real/episode` (what bag_recorder writes)
@@ -42,7 +54,7 @@ from robot_bridge import messages as m
 from robot_bridge.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
 from robot_bridge.observation import JOINT_NAMES, Frames, ObservationAssembler
 from sim2real.contract import Contract, ContractMismatch
-from sim2real.data.actions import clip_actions, targets_to_actions
+from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
 from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag
 from sim2real.data.config import RosbagOptions
 from sim2real.data.episode import DatasetError, Episode
@@ -50,18 +62,27 @@ from sim2real.data.resample import NS, first_gap, grid, hold_indices, period_ns,
 
 EPISODE_MODES = ("auto", "bag", "marker")
 TIME_SOURCES = ("receive", "header")
+ACTION_SOURCES = ("auto", "intent", "commands")
+GRIPPER_MAPPINGS = ("binary", "linear")
 # Inputs sampled at every observation, whose silence longer than max_gap_periods is an error
 # (the goal is a fixed target until replaced, and success a flag that changes rarely).
 CHECKED_ROLES = ("joints", "object", "tcp", "camera")
+# Inputs a decided action names the message of, by the feature it gives (messages.policy_action).
+STAMPED_INPUTS = {"obj_pose": "object", "goal_pos": "goal", "rgb": "camera"}
+# Stamps the node stored as float seconds come back within a microsecond.
+STAMP_TOLERANCE_NS = 1_000
 
 
 def _check_options(opts: RosbagOptions) -> None:
     for name, value, allowed in (("episodes", opts.episodes, EPISODE_MODES),
-                                 ("time_source", opts.time_source, TIME_SOURCES)):
+                                 ("time_source", opts.time_source, TIME_SOURCES),
+                                 ("actions", opts.actions, ACTION_SOURCES), ("gripper", opts.gripper, GRIPPER_MAPPINGS)):
         if value not in allowed:
             raise DatasetError(f"rosbag option {name}={value!r}: expected one of {', '.join(allowed)}")
     if not opts.max_gap_periods > 0:
         raise DatasetError(f"rosbag option max_gap_periods={opts.max_gap_periods}: expected > 0")
+    if opts.actions == "intent" and not opts.action_topic:
+        raise DatasetError("rosbag option actions=intent needs action_topic (the policy node's ~/action)")
     if not 0.0 <= opts.command_phase <= 1.0:
         raise DatasetError(f"rosbag option command_phase={opts.command_phase}: expected a fraction in [0, 1]")
     if len(opts.base_in_task) != 3:
@@ -80,6 +101,8 @@ def _roles(opts: RosbagOptions, contract: Contract) -> dict[str, str]:
         wanted["goal"] = opts.goal_topic
     if contract.rgb_shape is not None:
         wanted["camera"] = opts.camera_topic
+    if opts.actions != "commands":
+        wanted["intent"] = opts.action_topic
     return {role: topic for role, topic in wanted.items() if topic}
 
 
@@ -140,10 +163,7 @@ class RosbagReader:
             bag = load_bag(bag_path, self.roles, self.options.time_source)
             for segment in episode_segments(bag, self.options.episodes, self.options.marker_topic):
                 episodes.append(self.episode(bag, segment))
-        clipped = sum(e.meta["clipped_actions"] for e in episodes)
-        values = sum(e.length for e in episodes) * self.contract.action_dim
-        return episodes, {"bags": len(bags), "clipped_actions": clipped,
-                          "clipped_fraction": clipped / values if values else 0.0}
+        return episodes, {"bags": len(bags), **fidelity(episodes, self.contract.action_dim)}
 
     # ---- one episode -------------------------------------------------------------------------
     def episode(self, bag: Bag, seg: Segment) -> Episode:
@@ -152,6 +172,106 @@ class RosbagReader:
         if self.task and recorded_task and recorded_task != self.task:
             raise DatasetError(f"{where}: the episode at {bag.at(seg.start)} is task {recorded_task!r} (episode "
                                f"metadata), expected {self.task!r}")
+        ready = self._ready(bag, seg)
+        began = (seg.meta.get("extra") or {}).get("start_stamp_ns")
+        if isinstance(began, int) and not isinstance(began, bool):  # inputs stamped before belong to the last episode
+            ready = max(ready, began)
+        intent = self._intent_steps(bag, seg, ready)
+        held_at: dict[str, np.ndarray] = {}
+        if intent is not None:
+            obs_t, raw, changed, held_at = intent
+        else:
+            obs_t, act_t = self._command_grid(bag, seg, ready)
+            self._check_gap(bag, "command", int(act_t[0]), int(act_t[-1]))
+        for role in CHECKED_ROLES:
+            if role in self.roles:
+                self._check_gap(bag, role, int(obs_t[0]), int(obs_t[-1]))
+        obs, qpos = self._observations(bag, obs_t, held_at)
+        if intent is not None:
+            actions, clipped = clip_actions(raw)
+            counts: dict[str, Any] = {"action_source": "intent", "safety_changed_steps": int(changed.sum())}
+        else:
+            actions, clipped, counts = self._actions(bag, act_t, qpos)
+        success = self._success(bag, obs_t, seg.meta.get("success"))
+        seed = seg.meta.get("seed")
+        meta = {"source": where, "start_s": (int(obs_t[0]) - bag.start) / NS, "clipped_actions": clipped, **counts}
+        for key in ("task", "domain", "success"):
+            if seg.meta.get(key) is not None:
+                meta[key] = seg.meta[key]
+        return Episode(obs=obs, actions=torch.from_numpy(actions), success=torch.from_numpy(success), rewards=None,
+                       seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None, meta=meta)
+
+    def _ready(self, bag: Bag, seg: Segment) -> int:
+        """The first time every observed input has a message (an error when one has none in the episode).
+
+        On the inputs' own clock: with `time_source: header` their stamps, which may run ahead of or
+        behind the bag's receive times that delimit the episode."""
+        first = []
+        for role in (r for r in (*CHECKED_ROLES, "goal") if r in self.roles):
+            stream = bag.streams[role]
+            if not len(stream.times) or stream.times[0] > seg.end:
+                raise DatasetError(f"{bag.path}: topic {stream.topic} ({ROLES[role][0]}): no message before "
+                                   f"{bag.at(seg.end)}, the end of the episode")
+            first.append(int(stream.times[0]))
+        return max(first)
+
+    def _intent_steps(self, bag: Bag, seg: Segment, ready: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                           dict[str, np.ndarray]] | None:
+        """(observation times [T+1], actions [T, A], safety-changed flags [T], the times [T+1] to
+        hold each other input at, by role) from the decided actions in the episode, or None where
+        there are none (and `actions` is not "intent")."""
+        stream = bag.streams.get("intent")
+        lo = hi = 0
+        if stream is not None:
+            lo = int(np.searchsorted(stream.times, seg.start, side="left"))
+            hi = int(np.searchsorted(stream.times, seg.end, side="right"))
+        if lo >= hi:
+            if self.options.actions == "intent":
+                raise DatasetError(f"{bag.path}: topic {self.options.action_topic} (decided actions): no message "
+                                   f"between {bag.at(seg.start)} and {bag.at(seg.end)} (actions: intent)")
+            return None
+        assert stream is not None
+        decided = []
+        for i in range(lo, hi):
+            try:
+                decision = m.parse_policy_action(stream.msgs[i])
+            except m.MessageError as exc:
+                raise self._fail(bag, stream, i, [str(exc)]) from exc
+            if decision.action.size != self.contract.action_dim:
+                raise self._fail(bag, stream, i, [f"decided action has {decision.action.size} values, the contract "
+                                                  f"{self.contract.action_dim}"])
+            stamp = decision.observation_stamp_ns
+            t = stamp if self.options.time_source == "header" and stamp > 0 else int(stream.times[i])
+            used = [decision.input_stamps_ns.get(f, ready) for f, r in STAMPED_INPUTS.items() if r in self.roles]
+            if t >= ready and min(used, default=ready) + STAMP_TOLERANCE_NS >= ready:
+                decided.append((i, t, decision))  # else acted on inputs from before the episode (or the bag)
+        # The episode starts with the policy's first decision after its reset, where the bag has it:
+        # decisions before it were made before the node heard of the new episode.
+        first = next((k for k, (_, _, d) in enumerate(decided) if d.policy_step == 0), 0)
+        times, actions, changed = [], [], []
+        held: dict[str, list[int]] = {}
+        header = self.options.time_source == "header"
+        for i, t, decision in decided[first:]:
+            if times and t < times[-1]:
+                raise self._fail(bag, stream, i, [f"observation stamp {bag.at(t)} is before the previous "
+                                                  f"step's {bag.at(times[-1])}"])
+            times.append(t)
+            actions.append(decision.action)
+            changed.append(decision.safety_changed)
+            for feature, role in STAMPED_INPUTS.items():
+                if role in self.roles:  # the message the node used where it says (on the header clock), else the hold
+                    at = decision.input_stamps_ns.get(feature, 0)
+                    held.setdefault(role, []).append(at + STAMP_TOLERANCE_NS if header and at > 0 else t)
+        end = min(times[-1] + self.period, seg.end) if times else seg.end
+        if not times or end <= times[-1]:
+            raise DatasetError(f"{bag.path}: topic {stream.topic}: no decided action on a complete observation "
+                               f"with time left for its outcome between {bag.at(ready)} and {bag.at(seg.end)}")
+        return (np.array([*times, end], dtype=np.int64), np.stack(actions), np.array(changed, dtype=bool),
+                {role: np.array([*at, end], dtype=np.int64) for role, at in held.items()})
+
+    def _command_grid(self, bag: Bag, seg: Segment, ready: int) -> tuple[np.ndarray, np.ndarray]:
+        """Observation times [T+1] and action times [T] on the control grid of the commands."""
+        where = str(bag.path)
         cmd = bag.streams["command"]
         lo = int(np.searchsorted(cmd.times, seg.start, side="left"))
         hi = int(np.searchsorted(cmd.times, seg.end, side="right"))
@@ -159,13 +279,7 @@ class RosbagReader:
             raise DatasetError(f"{where}: topic {cmd.topic}: no command between {bag.at(seg.start)} and "
                                f"{bag.at(seg.end)} (the episode)")
         first_cmd, last_cmd = int(cmd.times[lo]), int(cmd.times[hi - 1])
-        ready = first_cmd
-        for role in (r for r in (*CHECKED_ROLES, "goal") if r in self.roles):
-            stream = bag.streams[role]
-            if not len(stream.times) or stream.times[0] > seg.end:
-                raise DatasetError(f"{where}: topic {stream.topic} ({ROLES[role][0]}): no message before "
-                                   f"{bag.at(seg.end)}, the end of the episode")
-            ready = max(ready, int(stream.times[0]))
+        ready = max(ready, first_cmd)
         # The grid keeps the first command's phase; it starts at the first point where every input has spoken.
         t0 = first_cmd + _ceil_div(ready - first_cmd, self.period) * self.period
         phase = round(self.options.command_phase * self.period)
@@ -177,22 +291,7 @@ class RosbagReader:
                                f"one control period ({self.period / NS:g} s) from {bag.at(t0)}, when every input "
                                f"has a message, to its end")
         obs_t = grid(t0, steps, self.period)
-        act_t = obs_t[:-1] + phase
-        for role in CHECKED_ROLES:
-            if role in self.roles:
-                self._check_gap(bag, role, int(obs_t[0]), int(obs_t[-1]))
-        self._check_gap(bag, "command", int(act_t[0]), int(act_t[-1]))
-
-        obs, qpos = self._observations(bag, obs_t)
-        actions, clipped, counts = self._actions(bag, act_t, qpos)
-        success = self._success(bag, obs_t, seg.meta.get("success"))
-        seed = seg.meta.get("seed")
-        meta = {"source": where, "start_s": (t0 - bag.start) / NS, "clipped_actions": clipped, **counts}
-        for key in ("task", "domain", "success"):
-            if seg.meta.get(key) is not None:
-                meta[key] = seg.meta[key]
-        return Episode(obs=obs, actions=torch.from_numpy(actions), success=torch.from_numpy(success), rewards=None,
-                       seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None, meta=meta)
+        return obs_t, obs_t[:-1] + phase
 
     def _check_gap(self, bag: Bag, role: str, start: int, end: int) -> None:
         stream = bag.streams[role]
@@ -211,7 +310,10 @@ class RosbagReader:
         where = f"{bag.path}: topic {stream.topic} at {bag.at(int(stream.times[i]))}"
         return DatasetError(f"{where}: " + "; ".join(reasons))
 
-    def _observations(self, bag: Bag, obs_t: np.ndarray) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    def _observations(self, bag: Bag, obs_t: np.ndarray,
+                      held_at: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        """Every feature at obs_t [T+1]: the joint state held there, other inputs held at `held_at`
+        (by role) where given, else at obs_t too; and the held joint positions [T+1, 9]."""
         joints = bag.streams["joints"]
         idx, span = self._span(joints, obs_t)
         readings = {}
@@ -230,16 +332,17 @@ class RosbagReader:
                 fk = {i: self.assembler.tcp_pose(readings[i].position[:arm]) for i in set(idx.tolist())}
                 values["tcp_pose"] = np.stack([fk[i] for i in idx])
         if "obj_pose" in self.contract.features:
-            values["obj_pose"] = self._held_values(bag, "object", obs_t, "obj_pose")
+            values["obj_pose"] = self._held_values(bag, "object", held_at.get("object", obs_t), "obj_pose")
         if "goal_pos" in self.contract.features:
             if "goal" in self.roles:
-                values["goal_pos"] = self._held_values(bag, "goal", obs_t, "goal_pos")
+                values["goal_pos"] = self._held_values(bag, "goal", held_at.get("goal", obs_t), "goal_pos")
             else:
                 values["goal_pos"] = np.repeat(self.fixed_goal[None], len(obs_t), axis=0)
         out: dict[str, torch.Tensor] = {}
         for name, feature in self.contract.features.items():
             if feature.kind == "rgb":
-                out[name] = torch.from_numpy(self._held_values(bag, "camera", obs_t, "rgb", check_all=False))
+                out[name] = torch.from_numpy(self._held_values(bag, "camera", held_at.get("camera", obs_t), "rgb",
+                                                               check_all=False))
             else:
                 out[name] = torch.from_numpy(values[name].astype(np.float32).reshape(len(obs_t), *feature.shape))
         return out, qpos
@@ -260,7 +363,7 @@ class RosbagReader:
             converted[i] = self.assembler.inputs.pop(feature).value
         return np.stack([converted[i] for i in idx])
 
-    def _command_targets(self, bag: Bag, stream: Stream, i: int) -> np.ndarray:
+    def command_targets(self, bag: Bag, stream: Stream, i: int) -> np.ndarray:
         """One command -> targets [9] in JOINT_NAMES order (NaN for joints it does not command)."""
         msg = stream.msgs[i]
         if stream.msgtype == m.JOINT_TRAJECTORY:
@@ -294,24 +397,32 @@ class RosbagReader:
                 targets[JOINT_NAMES.index(name)] = value
         return targets
 
-    def _actions(self, bag: Bag, act_t: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, int, dict[str, int]]:
+    def _actions(self, bag: Bag, act_t: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, int, dict[str, Any]]:
         stream = bag.streams["command"]
         idx, span = self._span(stream, act_t)
-        targets = {i: self._command_targets(bag, stream, i) for i in span}
+        targets = {i: self.command_targets(bag, stream, i) for i in span}
         chosen = np.stack([targets[i] for i in idx])
         arm, fingers = chosen[:, :len(ARM_JOINT_NAMES)], chosen[:, len(ARM_JOINT_NAMES):]
+        measured = qpos[:, len(ARM_JOINT_NAMES):].mean(axis=1)
         if np.isnan(fingers).all(axis=1).any():
             if not self.options.gripper_from_state:
                 raise DatasetError(f"{bag.path}: topic {stream.topic}: commands carry no finger joint "
                                    f"{list(FINGER_JOINT_NAMES)}; set gripper_from_state to take the gripper "
                                    f"action from the measured fingers")
-            finger = qpos[1:, len(ARM_JOINT_NAMES):].mean(axis=1)
+            finger = measured[1:]
         else:
             finger = np.nanmean(fingers, axis=1)
         raw = targets_to_actions(self.contract.control_mode, qpos[:-1], arm, finger, self.model)
+        if self.options.gripper == "binary":
+            limits = list(self.model.gripper_limits.values())
+            lower, upper = np.mean([g.lower for g in limits]), np.mean([g.upper for g in limits])
+            # Before the first target the fingers were where they were measured, or where the command before it sent them.
+            before = float(measured[0]) if idx[0] <= 0 else float(np.nanmean(
+                self.command_targets(bag, stream, int(idx[0]) - 1)[len(ARM_JOINT_NAMES):]))
+            raw[:, -1] = binary_gripper_actions(finger, before, float(lower), float(upper))
         actions, clipped = clip_actions(raw)
         steps = np.diff(idx)
-        counts = {"held_commands": int(np.count_nonzero(steps == 0)),
+        counts = {"action_source": "commands", "held_commands": int(np.count_nonzero(steps == 0)),
                   "skipped_commands": int(np.clip(steps - 1, 0, None).sum())}
         return actions, clipped, counts
 
@@ -323,6 +434,25 @@ class RosbagReader:
         stream = bag.streams["success"]
         idx = hold_indices(stream.times, obs_t)
         return np.array([i >= 0 and bool(stream.msgs[i].data) for i in idx], dtype=bool)
+
+
+def fidelity(episodes: list[Episode], action_dim: int) -> dict[str, Any]:
+    """How far the actions of read episodes can be trusted: clipped values (reconstructed actions
+    outside [-1, 1]), steps per action source (the node's decided actions, or reconstructed from
+    commands), steps whose command the safety filter changed, and the gripper readings seen."""
+    steps = sum(e.length for e in episodes)
+    clipped = sum(e.meta["clipped_actions"] for e in episodes)
+    sources = {"intent": 0, "commands": 0}
+    for e in episodes:
+        sources[e.meta["action_source"]] += e.length
+    changed = sum(e.meta.get("safety_changed_steps", 0) for e in episodes)
+    grip = np.concatenate([e.actions[:, -1].numpy() for e in episodes]) if episodes else np.zeros(0)
+    return {"clipped_actions": clipped, "clipped_fraction": clipped / (steps * action_dim) if steps else 0.0,
+            "steps": steps, "action_source_steps": sources,
+            "safety_changed_fraction": changed / sources["intent"] if sources["intent"] else None,
+            "gripper_steps": {"closed": int(np.count_nonzero(grip <= -0.999)),
+                              "open": int(np.count_nonzero(grip >= 0.999)),
+                              "between": int(np.count_nonzero(np.abs(grip) < 0.999))}}
 
 
 def recorded_task(path: str | os.PathLike, options: RosbagOptions) -> tuple[str | None, Contract | None]:
