@@ -25,49 +25,30 @@ from robot_bridge.observation import POINT_STAMPED  # noqa: E402
 from robot_bridge.policies import ExpertPolicy, ReachPolicy  # noqa: E402
 from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams  # noqa: E402
 from robot_bridge.sim_robot import SimRobotCore, SimRobotParams  # noqa: E402
-from robot_bridge.transport import QoS, Transport  # noqa: E402
 from sim2real.data import DatasetError, read_episodes  # noqa: E402
 from sim2real.data.actions import binary_gripper_actions  # noqa: E402
 from sim2real.data.formats import dataset_config  # noqa: E402
 from tasks.experts import replay_expert  # noqa: E402
 from tasks.spec import task_contract  # noqa: E402
 
+from hand_transport import HandTransport  # noqa: E402
+
 NS = 1_000_000_000
 JS, OBJ, GOAL = "/joint_states", "/object_pose", "/goal"
 CMD, ACTION = "/arm_controller/joint_trajectory", "/sim2real_policy_node/action"
 
 
-class _Wire(Transport):
-    """Subscriptions only: the test hands each published message to the recorder by hand."""
-
-    name = "wire"
-    capabilities = frozenset({"topics"})
-
-    def __init__(self) -> None:
-        self.subs: dict[str, list[Any]] = {}
-
-    def publisher(self, topic: str, type_name: str, qos: QoS = QoS.DEFAULT) -> Any:
-        raise NotImplementedError
-
-    def subscribe(self, topic: str, type_name: str, callback: Any, qos: QoS = QoS.DEFAULT) -> None:
-        self.subs.setdefault(topic, []).append(callback)
-
-    def spin_once(self, timeout_s: float = 0.0) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
-def record_expert(tmp_path: Path, task: str, seeds: list[int], intent: bool = True) -> tuple[Path, list[list[Any]]]:
+def record_expert(tmp_path: Path, task: str, seeds: list[int], intent: bool = True,
+                  late_reset: int = 0) -> tuple[Path, list[list[Any]]]:
     """The expert drives the simulated target arm through the node; every episode a bag (joint states,
     object pose, goal, commands and, with `intent`, the decided actions). Returns the bags' folder
-    and each episode's tick results."""
+    and each episode's tick results. With `late_reset` the node hears of each episode after that
+    many decisions (made with the last episode's plan), as it may over DDS."""
     topics = {JS: m.JOINT_STATE, OBJ: m.POSE_STAMPED, GOAL: POINT_STAMPED, CMD: m.JOINT_TRAJECTORY}
     if intent:
         topics[ACTION] = m.FLOAT64_MULTI_ARRAY
     clock = [0]
-    wire = _Wire()
+    wire = HandTransport()
     recorder = BagRecorder(wire, topics, tmp_path / "bags", marker_topic=None, clock=lambda: clock[0],
                            contract=task_contract(task))
     sim = SimRobotCore(SimRobotParams(task=task, domain="target", episode_length=50))
@@ -78,27 +59,33 @@ def record_expert(tmp_path: Path, task: str, seeds: list[int], intent: bool = Tr
         for callback in wire.subs[topic]:
             callback(msg)
 
+    def tick() -> Any:
+        now = 1e6 + sim.sim_time  # the arm's clock: the filter's step limits and the bag's stamps
+        for topic, msg, take in ((JS, sim.joint_state_msg(now), core.on_joint_state),
+                                 (OBJ, sim.object_pose_msg(now), core.on_object_pose),
+                                 (GOAL, sim.goal_msg(now), core.on_goal)):
+            assert take(msg, now) == []
+            deliver(topic, msg, now)
+        result = core.tick(now)
+        assert result.message is not None and result.intent is not None, result.reasons
+        sim.on_trajectory(result.message)
+        deliver(CMD, result.message, now + 0.003)  # computed and published a few ms after the state
+        if intent:
+            deliver(ACTION, result.intent, now + 0.003)
+        sim.advance(core.period)
+        return result
+
+    for _ in range(3):  # as under deploy, the node decides on the arm's start-up episode before the first one
+        tick()
     ticks = []
     for seed in seeds:
         sim.reset(seed)
-        core.reset_episode()
         recorder.start(task=task, seed=seed, domain="target")
-        results = []
+        results: list[Any] = []
         while sim.state != "done":
-            now = 1e6 + sim.sim_time  # the arm's clock: the filter's step limits and the bag's stamps
-            for topic, msg, take in ((JS, sim.joint_state_msg(now), core.on_joint_state),
-                                     (OBJ, sim.object_pose_msg(now), core.on_object_pose),
-                                     (GOAL, sim.goal_msg(now), core.on_goal)):
-                assert take(msg, now) == []
-                deliver(topic, msg, now)
-            result = core.tick(now)
-            assert result.message is not None and result.intent is not None, result.reasons
-            sim.on_trajectory(result.message)
-            deliver(CMD, result.message, now + 0.003)  # computed and published a few ms after the state
-            if intent:
-                deliver(ACTION, result.intent, now + 0.003)
-            results.append(result)
-            sim.advance(core.period)
+            if len(results) == late_reset:
+                core.reset_episode()
+            results.append(tick())
         recorder.stop(success=sim.success)
         ticks.append(results)
     recorder.close()
@@ -170,6 +157,17 @@ def test_bags_written_through_the_node_read_back_the_experts_actions(pick_bags) 
         np.testing.assert_allclose(replayed, decided, atol=1e-4)
     assert any(ep.success_at_end for ep in episodes)  # the expert picked and carried the cube
     assert extra["safety_changed_fraction"] > 0.2  # the filter slowed the expert's saturated steps
+
+
+def test_decisions_before_the_node_heard_of_the_episode_are_not_part_of_it(tmp_path: Path) -> None:
+    bags, ticks = record_expert(tmp_path, "push_cube", [5, 6], late_reset=2)
+    _, episodes = read(bags, "push_cube")
+    for ep, results in zip(episodes, ticks):
+        steps = [m.parse_policy_action(r.intent).policy_step for r in results]
+        assert steps[2] == 0 and 0 not in steps[:2]  # two decisions made with the last episode's plan
+        np.testing.assert_allclose(ep.actions.numpy(), np.stack([r.action for r in results[2:]]), atol=1e-6)
+    replayed = replay_expert("push_cube", episodes[1].obs, episodes[1].length).numpy()
+    np.testing.assert_allclose(replayed, episodes[1].actions.numpy(), atol=1e-4)
 
 
 def test_commands_only_reconstruction_and_the_blocked_gripper(pick_bags) -> None:

@@ -23,10 +23,11 @@ from robot_bridge.bag_recorder import BagRecorder
 from robot_bridge.kinematics import ActionScales, RobotModel, ee_delta_action_to_joint_targets
 from robot_bridge.observation import JOINT_NAMES, mujoco_quat
 from robot_bridge.perception import crop_resize
-from robot_bridge.transport import QoS, Transport
 from sim2real.contract import Contract, Feature
 from sim2real.data import DatasetError, read_dataset, read_episodes, write_dataset
 from tasks.spec import task_contract
+
+from hand_transport import HandTransport
 
 NS = 1_000_000_000
 BASE = 5 * NS  # bag clock origin: the first message
@@ -235,30 +236,10 @@ def test_marker_split_episodes_with_metadata(tmp_path: Path, model: RobotModel):
     assert metadata.extra["format"] == "rosbag2"
 
 
-class _Fake(Transport):
-    name = "fake"
-    capabilities = frozenset({"topics"})
-
-    def __init__(self) -> None:
-        self.subs: dict[str, list[Any]] = {}
-
-    def publisher(self, topic: str, type_name: str, qos: QoS = QoS.DEFAULT) -> Any:
-        raise NotImplementedError
-
-    def subscribe(self, topic: str, type_name: str, callback: Any, qos: QoS = QoS.DEFAULT) -> None:
-        self.subs.setdefault(topic, []).append(callback)
-
-    def spin_once(self, timeout_s: float = 0.0) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
 def test_bags_from_bag_recorder_carry_task_seed_and_success(tmp_path: Path, model: RobotModel):
     """Bags as robot_bridge.bag_recorder writes them (sqlite3): task from /sim2real/episode, no task given."""
     clock = [BASE]
-    transport = _Fake()
+    transport = HandTransport()
     recorder = BagRecorder(transport, {JS: m.JOINT_STATE, OBJ: m.POSE_STAMPED, CMD: m.JOINT_TRAJECTORY},
                            tmp_path / "bags", storage="sqlite3", marker_topic=None, clock=lambda: clock[0],
                            contract=joint_contract())
