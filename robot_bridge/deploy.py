@@ -9,8 +9,11 @@ report success. With `robot=ros` only the policy node starts, against an arm alr
 Without a checkpoint, `policy.policy=expert task=<task>` runs the task's scripted expert through
 the same loop. `record_dir` records every episode as a rosbag2 bag (robot_bridge.bag_recorder,
 one bag per episode, on the deploy process's own participant): the joint states, object pose,
-goal, the policy node's commands and its decided actions (`~/action`), with task, seed, domain, contract and success; the bags
-read back with `configs/dataset/ros2_sim_panda.yaml`. The run directory also gets the policy
+goal, the policy node's commands and its decided actions (`~/action`), with task, seed, domain,
+contract, success and the arm's clock at its reset (`start_stamp_ns`: a recorder that hears of
+the reset late cuts what came before). Recording starts in the callback that hears the reset,
+so the episode's first state is in the bag. The bags read back with
+`configs/dataset/ros2_sim_panda.yaml`. The run directory also gets the policy
 node's per-tick latencies (`latency.json`) and, with `video_episodes`, MP4s of the first episodes
 rendered from the MuJoCo arm (`videos/episode_<k>.mp4`).
 

@@ -3,7 +3,8 @@
 Start-up: subscribe, then wait up to `startup_timeout_s` for every input the contract needs;
 the first joint state is checked against the contract (robot_bridge.observation). Then, at each
 deadline (the contract's period), the loop waits up to `joint_state_wait_s` for a joint state
-newer than the deadline, ticks the core and publishes its command. Loop latency is measured
+newer than the deadline, takes whatever else has arrived by then, ticks the core and publishes
+its command, then the decided action on `action_topic`. Loop latency is measured
 from that joint state's arrival to the command's publication. A tick more than one period
 late skips the missed ticks (each counted as an overrun). A status JSON goes out on
 `~/status` every `status_period_s` and whenever the episode changes; the final status is

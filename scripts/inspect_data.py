@@ -47,7 +47,7 @@ def _rate(hits: int, count: int) -> str:
 
 
 FIDELITY_KEYS = ("steps", "action_source_steps", "safety_changed_fraction", "gripper_steps", "clipped_actions",
-                 "clipped_fraction")
+                 "clipped_fraction", "clipped_steps_fraction")
 
 
 def _fidelity(extra: dict) -> str:
@@ -57,7 +57,8 @@ def _fidelity(extra: dict) -> str:
         return ""
     parts = [f"decided by the policy node (~/action) on {sources.get('intent', 0)} steps, reconstructed from "
              f"commands on {sources.get('commands', 0)}",
-             f"{extra.get('clipped_fraction', 0.0):.1%} of values outside [-1, 1] before clipping"]
+             f"{extra.get('clipped_steps_fraction', 0.0):.1%} of steps with values outside [-1, 1] before "
+             f"clipping ({extra.get('clipped_fraction', 0.0):.1%} of values)"]
     if extra.get("safety_changed_fraction") is not None:
         parts.append(f"the safety filter changed {extra['safety_changed_fraction']:.0%} of the node's commands")
     grip = extra.get("gripper_steps") or {}

@@ -74,6 +74,11 @@ class Segment:
     meta: dict[str, Any]
 
 
+def message_error(bag: Bag, stream: Stream, i: int, reasons: list[str]) -> DatasetError:
+    """A DatasetError naming the bag, the topic and the time of message i."""
+    return DatasetError(f"{bag.path}: topic {stream.topic} at {bag.at(int(stream.times[i]))}: " + "; ".join(reasons))
+
+
 def find_bags(path: str | os.PathLike) -> list[Path]:
     """The bag directories under `path`: a bag, a bag's .mcap/.db3 file, or a directory of bags
     (bag_recorder's output: index.json order when present, else by name; hidden ones skipped)."""

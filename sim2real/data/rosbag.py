@@ -55,7 +55,9 @@ from robot_bridge.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotMo
 from robot_bridge.observation import JOINT_NAMES, Frames, ObservationAssembler
 from sim2real.contract import Contract, ContractMismatch
 from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
-from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag
+from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag, \
+    message_error
+from sim2real.data.decisions import decided_steps
 from sim2real.data.config import RosbagOptions
 from sim2real.data.episode import DatasetError, Episode
 from sim2real.data.resample import NS, first_gap, grid, hold_indices, period_ns, steps_until
@@ -67,16 +69,13 @@ GRIPPER_MAPPINGS = ("binary", "linear")
 # Inputs sampled at every observation, whose silence longer than max_gap_periods is an error
 # (the goal is a fixed target until replaced, and success a flag that changes rarely).
 CHECKED_ROLES = ("joints", "object", "tcp", "camera")
-# Inputs a decided action names the message of, by the feature it gives (messages.policy_action).
-STAMPED_INPUTS = {"obj_pose": "object", "goal_pos": "goal", "rgb": "camera"}
-# Stamps the node stored as float seconds come back within a microsecond.
-STAMP_TOLERANCE_NS = 1_000
 
 
 def _check_options(opts: RosbagOptions) -> None:
     for name, value, allowed in (("episodes", opts.episodes, EPISODE_MODES),
                                  ("time_source", opts.time_source, TIME_SOURCES),
-                                 ("actions", opts.actions, ACTION_SOURCES), ("gripper", opts.gripper, GRIPPER_MAPPINGS)):
+                                 ("actions", opts.actions, ACTION_SOURCES),
+                                 ("gripper", opts.gripper, GRIPPER_MAPPINGS)):
         if value not in allowed:
             raise DatasetError(f"rosbag option {name}={value!r}: expected one of {', '.join(allowed)}")
     if not opts.max_gap_periods > 0:
@@ -176,22 +175,28 @@ class RosbagReader:
         began = (seg.meta.get("extra") or {}).get("start_stamp_ns")
         if isinstance(began, int) and not isinstance(began, bool):  # inputs stamped before belong to the last episode
             ready = max(ready, began)
-        intent = self._intent_steps(bag, seg, ready)
-        held_at: dict[str, np.ndarray] = {}
+        intent = None
+        if "intent" in self.roles:
+            intent = decided_steps(bag, seg, ready, self.contract.action_dim, self.period, self.roles,
+                                   header_clock=self.options.time_source == "header",
+                                   required=self.options.actions == "intent")
         if intent is not None:
-            obs_t, raw, changed, held_at = intent
+            obs_t = intent.obs_t
         else:
             obs_t, act_t = self._command_grid(bag, seg, ready)
             self._check_gap(bag, "command", int(act_t[0]), int(act_t[-1]))
         for role in CHECKED_ROLES:
             if role in self.roles:
                 self._check_gap(bag, role, int(obs_t[0]), int(obs_t[-1]))
-        obs, qpos = self._observations(bag, obs_t, held_at)
+        obs, qpos = self._observations(bag, obs_t, intent.held_at if intent is not None else {})
         if intent is not None:
-            actions, clipped = clip_actions(raw)
-            counts: dict[str, Any] = {"action_source": "intent", "safety_changed_steps": int(changed.sum())}
+            raw = intent.actions
+            counts: dict[str, Any] = {"action_source": "intent",
+                                      "safety_changed_steps": int(intent.safety_changed.sum())}
         else:
-            actions, clipped, counts = self._actions(bag, act_t, qpos)
+            raw, counts = self._actions(bag, act_t, qpos)
+        actions, clipped = clip_actions(raw)
+        counts["clipped_steps"] = int(np.count_nonzero((np.abs(raw) > 1.0).any(axis=1)))
         success = self._success(bag, obs_t, seg.meta.get("success"))
         seed = seg.meta.get("seed")
         meta = {"source": where, "start_s": (int(obs_t[0]) - bag.start) / NS, "clipped_actions": clipped, **counts}
@@ -214,60 +219,6 @@ class RosbagReader:
                                    f"{bag.at(seg.end)}, the end of the episode")
             first.append(int(stream.times[0]))
         return max(first)
-
-    def _intent_steps(self, bag: Bag, seg: Segment, ready: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                           dict[str, np.ndarray]] | None:
-        """(observation times [T+1], actions [T, A], safety-changed flags [T], the times [T+1] to
-        hold each other input at, by role) from the decided actions in the episode, or None where
-        there are none (and `actions` is not "intent")."""
-        stream = bag.streams.get("intent")
-        lo = hi = 0
-        if stream is not None:
-            lo = int(np.searchsorted(stream.times, seg.start, side="left"))
-            hi = int(np.searchsorted(stream.times, seg.end, side="right"))
-        if lo >= hi:
-            if self.options.actions == "intent":
-                raise DatasetError(f"{bag.path}: topic {self.options.action_topic} (decided actions): no message "
-                                   f"between {bag.at(seg.start)} and {bag.at(seg.end)} (actions: intent)")
-            return None
-        assert stream is not None
-        decided = []
-        for i in range(lo, hi):
-            try:
-                decision = m.parse_policy_action(stream.msgs[i])
-            except m.MessageError as exc:
-                raise self._fail(bag, stream, i, [str(exc)]) from exc
-            if decision.action.size != self.contract.action_dim:
-                raise self._fail(bag, stream, i, [f"decided action has {decision.action.size} values, the contract "
-                                                  f"{self.contract.action_dim}"])
-            stamp = decision.observation_stamp_ns
-            t = stamp if self.options.time_source == "header" and stamp > 0 else int(stream.times[i])
-            used = [decision.input_stamps_ns.get(f, ready) for f, r in STAMPED_INPUTS.items() if r in self.roles]
-            if t >= ready and min(used, default=ready) + STAMP_TOLERANCE_NS >= ready:
-                decided.append((i, t, decision))  # else acted on inputs from before the episode (or the bag)
-        # The episode starts with the policy's first decision after its reset, where the bag has it:
-        # decisions before it were made before the node heard of the new episode.
-        first = next((k for k, (_, _, d) in enumerate(decided) if d.policy_step == 0), 0)
-        times, actions, changed = [], [], []
-        held: dict[str, list[int]] = {}
-        header = self.options.time_source == "header"
-        for i, t, decision in decided[first:]:
-            if times and t < times[-1]:
-                raise self._fail(bag, stream, i, [f"observation stamp {bag.at(t)} is before the previous "
-                                                  f"step's {bag.at(times[-1])}"])
-            times.append(t)
-            actions.append(decision.action)
-            changed.append(decision.safety_changed)
-            for feature, role in STAMPED_INPUTS.items():
-                if role in self.roles:  # the message the node used where it says (on the header clock), else the hold
-                    at = decision.input_stamps_ns.get(feature, 0)
-                    held.setdefault(role, []).append(at + STAMP_TOLERANCE_NS if header and at > 0 else t)
-        end = min(times[-1] + self.period, seg.end) if times else seg.end
-        if not times or end <= times[-1]:
-            raise DatasetError(f"{bag.path}: topic {stream.topic}: no decided action on a complete observation "
-                               f"with time left for its outcome between {bag.at(ready)} and {bag.at(seg.end)}")
-        return (np.array([*times, end], dtype=np.int64), np.stack(actions), np.array(changed, dtype=bool),
-                {role: np.array([*at, end], dtype=np.int64) for role, at in held.items()})
 
     def _command_grid(self, bag: Bag, seg: Segment, ready: int) -> tuple[np.ndarray, np.ndarray]:
         """Observation times [T+1] and action times [T] on the control grid of the commands."""
@@ -307,8 +258,7 @@ class RosbagReader:
         return idx, range(int(idx[0]), int(idx[-1]) + 1)
 
     def _fail(self, bag: Bag, stream: Stream, i: int, reasons: list[str]) -> DatasetError:
-        where = f"{bag.path}: topic {stream.topic} at {bag.at(int(stream.times[i]))}"
-        return DatasetError(f"{where}: " + "; ".join(reasons))
+        return message_error(bag, stream, i, reasons)
 
     def _observations(self, bag: Bag, obs_t: np.ndarray,
                       held_at: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
@@ -397,7 +347,8 @@ class RosbagReader:
                 targets[JOINT_NAMES.index(name)] = value
         return targets
 
-    def _actions(self, bag: Bag, act_t: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _actions(self, bag: Bag, act_t: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Unclipped actions [T, A] from the commands in force at act_t, and counts of held and skipped commands."""
         stream = bag.streams["command"]
         idx, span = self._span(stream, act_t)
         targets = {i: self.command_targets(bag, stream, i) for i in span}
@@ -416,15 +367,15 @@ class RosbagReader:
         if self.options.gripper == "binary":
             limits = list(self.model.gripper_limits.values())
             lower, upper = np.mean([g.lower for g in limits]), np.mean([g.upper for g in limits])
-            # Before the first target the fingers were where they were measured, or where the command before it sent them.
+            # Before the first target the fingers were where they were measured, or where the command
+            # before it sent them.
             before = float(measured[0]) if idx[0] <= 0 else float(np.nanmean(
                 self.command_targets(bag, stream, int(idx[0]) - 1)[len(ARM_JOINT_NAMES):]))
             raw[:, -1] = binary_gripper_actions(finger, before, float(lower), float(upper))
-        actions, clipped = clip_actions(raw)
         steps = np.diff(idx)
         counts = {"action_source": "commands", "held_commands": int(np.count_nonzero(steps == 0)),
                   "skipped_commands": int(np.clip(steps - 1, 0, None).sum())}
-        return actions, clipped, counts
+        return raw, counts
 
     def _success(self, bag: Bag, obs_t: np.ndarray, final: Any) -> np.ndarray:
         if "success" not in self.roles:
@@ -442,13 +393,15 @@ def fidelity(episodes: list[Episode], action_dim: int) -> dict[str, Any]:
     commands), steps whose command the safety filter changed, and the gripper readings seen."""
     steps = sum(e.length for e in episodes)
     clipped = sum(e.meta["clipped_actions"] for e in episodes)
+    clipped_steps = sum(e.meta["clipped_steps"] for e in episodes)
     sources = {"intent": 0, "commands": 0}
     for e in episodes:
         sources[e.meta["action_source"]] += e.length
     changed = sum(e.meta.get("safety_changed_steps", 0) for e in episodes)
     grip = np.concatenate([e.actions[:, -1].numpy() for e in episodes]) if episodes else np.zeros(0)
     return {"clipped_actions": clipped, "clipped_fraction": clipped / (steps * action_dim) if steps else 0.0,
-            "steps": steps, "action_source_steps": sources,
+            "clipped_steps_fraction": clipped_steps / steps if steps else 0.0, "steps": steps,
+            "action_source_steps": sources,
             "safety_changed_fraction": changed / sources["intent"] if sources["intent"] else None,
             "gripper_steps": {"closed": int(np.count_nonzero(grip <= -0.999)),
                               "open": int(np.count_nonzero(grip >= 0.999)),
