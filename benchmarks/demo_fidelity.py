@@ -25,7 +25,9 @@ the same expert's direct demos, and where the read actions lose the demonstrator
    stored observations carry the domain's sensor noise, so on `direct` the figure is that
    noise's effect on the expert (a floor, not an error of the data path).
 5. BC (sim2real.bc, default settings) per source and seed, each scored on the same
-   `eval_episodes` episodes of the domain in simulation (seeds 6,000,000 + 10,000 x seed).
+   `eval_episodes` episodes of the domain in simulation (seeds 6,000,000 + 10,000 x seed);
+   out_dir/results.csv keeps every (source, seed) result, so a rerun with more seeds trains only
+   the new ones.
 
 Prints, per source,
 
@@ -46,7 +48,8 @@ where the commands lose the intent, per control tick of the bags against the dec
                    grid instead of the one the node acted on (time alignment and recorder delays)
 
 Arguments: task (push_cube), demos (20), seeds (3), eval_episodes (50), domain (target),
-record_seed (20000), domain_id (63), out_dir (outputs/benchmarks/demo_fidelity/<task>).
+record_seed (20000), domain_id (63), out_dir (outputs/benchmarks/demo_fidelity/<task>), sources
+(all four, comma-separated: BC is trained for these only).
 """
 
 from __future__ import annotations
@@ -65,10 +68,10 @@ if str(REPO) not in sys.path:
 
 from benchmarks.args import key_values  # noqa: E402
 
+SOURCES_ALL = ("bags", "bags_commands", "bags_commands_linear", "direct")
 DEFAULTS = {"task": "push_cube", "demos": "20", "seeds": "3", "eval_episodes": "50", "domain": "target",
-            "record_seed": "20000", "domain_id": "63", "out_dir": ""}
+            "record_seed": "20000", "domain_id": "63", "out_dir": "", "sources": ",".join(SOURCES_ALL)}
 EVAL_SEED = 6_000_000
-SOURCES = ("bags", "bags_commands", "bags_commands_linear", "direct")
 
 
 def fmt(values: Any) -> str:
@@ -206,29 +209,53 @@ def causes(bags: Path, contract: Any) -> dict[str, np.ndarray]:
 
 # ---- BC -------------------------------------------------------------------------------------------
 
-def bc_rows(task: str, domain: Any, sources: dict[str, list[Any]], contract: Any, seeds: int,
-            eval_episodes: int) -> list[dict[str, Any]]:
+RESULT_FIELDS = ("method", "seed", "demos", "successes", "episodes")
+
+
+def bc_rows(task: str, domain: Any, sources: dict[str, list[Any]], contract: Any, seeds: int, eval_episodes: int,
+            results: Path) -> list[dict[str, Any]]:
+    """BC per source and seed, scored on the domain; rows are appended to `results` (a CSV) as they
+    finish and rows already there (same source, seed, demos and episodes) are not redone, so a
+    stopped run continues and a rerun with more seeds adds only the new ones."""
+    import csv
+
     import torch
 
     import tasks
     from sim2real.bc import BCConfig, train_bc
     from sim2real.evaluate import evaluate_policy
 
-    rows = []
+    done = []
+    if results.exists():
+        with open(results, newline="") as f:
+            done = list(csv.DictReader(f))
+    key = lambda r: (r["method"], int(r["seed"]), int(r["demos"]), int(r["episodes"]))  # noqa: E731
+    have = {key(r) for r in done}
     env = tasks.make_env(task, backend="mujoco", num_envs=1, domain=domain)
     try:
         for seed in range(seeds):
             for name, episodes in sources.items():
+                row = {"method": name, "seed": seed, "demos": len(episodes), "successes": 0, "episodes": eval_episodes}
+                if key(row) in have:
+                    continue
                 with torch.random.fork_rng():
                     policy = train_bc(episodes, contract, BCConfig(seed=seed))
                 stats = evaluate_policy(policy, env, eval_episodes, seed=EVAL_SEED + 10_000 * seed)
-                successes = round(stats.success_at_end * eval_episodes)
-                rows.append({"method": name, "seed": seed, "successes": successes, "episodes": eval_episodes})
+                row["successes"] = round(stats.success_at_end * eval_episodes)
+                new = not results.exists()
+                with open(results, "a", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
+                    if new:
+                        writer.writeheader()
+                    writer.writerow(row)
+                done.append({k: str(v) for k, v in row.items()})
                 print(f"fidelity_seed task={task} source={name} seed={seed} demos={len(episodes)} "
-                      f"bc_success={successes / eval_episodes:.3f}", flush=True)
+                      f"bc_success={row['successes'] / eval_episodes:.3f}", flush=True)
     finally:
         env.close()
-    return rows
+    wanted = {(name, len(episodes)) for name, episodes in sources.items()}
+    return [r for r in done if (r["method"], int(r["demos"])) in wanted and int(r["seed"]) < seeds
+            and int(r["episodes"]) == eval_episodes]
 
 
 def main() -> None:
@@ -243,25 +270,30 @@ def main() -> None:
     from tasks.spec import task_contract
 
     task, demos, seeds = args["task"], int(args["demos"]), int(args["seeds"])
+    chosen = [s for s in args["sources"].split(",") if s]
+    if not chosen or any(s not in SOURCES_ALL for s in chosen):
+        raise SystemExit(f"demo_fidelity: sources={args['sources']!r}; expected some of {','.join(SOURCES_ALL)}")
     out = Path(args["out_dir"] or f"outputs/benchmarks/demo_fidelity/{task}")
     domain = load_preset("domain", args["domain"], DomainParams)
     contract = task_contract(task, "state", "pd_ee_delta_pos")
     bags = record(task, args["domain"], demos, int(args["record_seed"]), out)
-    sources = {"bags": read_bags(bags, contract, "intent", "binary"),
-               "bags_commands": read_bags(bags, contract, "commands", "binary"),
-               "bags_commands_linear": read_bags(bags, contract, "commands", "linear"),
-               "direct": direct_demos(task, domain, demos, int(args["record_seed"]))}
+    readers = {"bags": lambda: read_bags(bags, contract, "intent", "binary"),
+               "bags_commands": lambda: read_bags(bags, contract, "commands", "binary"),
+               "bags_commands_linear": lambda: read_bags(bags, contract, "commands", "linear"),
+               "direct": lambda: direct_demos(task, domain, demos, int(args["record_seed"]))}
+    # The count kept is the smaller of the recorded and the direct successes, whatever BC is trained on.
+    sources = {name: readers[name]() for name in SOURCES_ALL if name in ("bags", "direct") or name in chosen}
     n = min(len(sources["bags"]), len(sources["direct"]))
     print(f"fidelity_data task={task} domain={args['domain']} episodes={demos} successful_bags={len(sources['bags'])} "
           f"successful_direct={len(sources['direct'])} kept={n}", flush=True)
     if n == 0:
         raise SystemExit("demo_fidelity: no successful episode in one of the sources; nothing to compare")
-    sources = {k: v[:n] for k, v in sources.items()}
+    sources = {k: v[:n] for k, v in sources.items() if k in chosen}
     for cause, errors in causes(bags, contract).items():
         print(f"fidelity_cause task={task} cause={cause} steps={len(errors)} mae_dims={fmt(errors.mean(0))}",
               flush=True)
-    rows = bc_rows(task, domain, sources, contract, seeds, int(args["eval_episodes"]))
-    for name in SOURCES:
+    rows = bc_rows(task, domain, sources, contract, seeds, int(args["eval_episodes"]), out / "results.csv")
+    for name in chosen:
         s = summarise(rows, name)
         mae = action_errors(task, sources[name]).mean(0)
         print(f"fidelity task={task} source={name} demos={n} bc_success={s.success_mean:.3f} "
