@@ -18,6 +18,9 @@ the same expert's direct demos, and where the read actions lose the demonstrator
      bags_commands         the same bags, actions reconstructed from the commands (actions=commands)
      bags_commands_linear  ... with the linear gripper inverse: how every bag was read before
      direct                the direct demos
+     direct_observed       direct demos of the expert acting on the observations it records (with
+                           the domain's sensor noise) instead of the noise-free state: through the
+                           bridge the expert, like any demonstrator behind sensors, sees only those
 4. action_mae: per action dimension, the mean |dataset action - the scripted expert replayed on
    the dataset's own observations| (tasks.experts.replay_expert). The expert is deterministic
    given what it sees, so on bags this is how far each read (observation, action) pair is from
@@ -68,7 +71,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.args import key_values  # noqa: E402
 
-SOURCES_ALL = ("bags", "bags_commands", "bags_commands_linear", "direct")
+SOURCES_ALL = ("bags", "bags_commands", "bags_commands_linear", "direct", "direct_observed")
 DEFAULTS = {"task": "push_cube", "demos": "20", "seeds": "3", "eval_episodes": "50", "domain": "target",
             "record_seed": "20000", "domain_id": "63", "out_dir": "", "sources": ",".join(SOURCES_ALL)}
 EVAL_SEED = 6_000_000
@@ -111,8 +114,9 @@ def read_bags(bags: Path, contract: Any, actions: str, gripper: str) -> list[Any
     return [e for bag in good for e in read_episodes(bag, dataset.format, dataset, contract=contract)[1]]
 
 
-def direct_demos(task: str, domain: Any, episodes: int, seed: int) -> list[Any]:
-    """The same expert's episodes in the MuJoCo env itself (seeds seed + i), the successful ones."""
+def direct_demos(task: str, domain: Any, episodes: int, seed: int, privileged: bool = True) -> list[Any]:
+    """The same expert's episodes in the MuJoCo env itself (seeds seed + i), the successful ones;
+    acting on the noise-free state, or with `privileged=False` on the recorded observations."""
     import tasks
     from tasks.collect import expert_episodes
     from tasks.experts import make_expert
@@ -120,7 +124,7 @@ def direct_demos(task: str, domain: Any, episodes: int, seed: int) -> list[Any]:
     env = tasks.make_env(task, backend="mujoco", num_envs=1, domain=domain)
     try:
         expert = make_expert(task, 1)
-        return [e for e in expert_episodes(env, expert, episodes, seed) if e.success_at_end]
+        return [e for e in expert_episodes(env, expert, episodes, seed, privileged=privileged) if e.success_at_end]
     finally:
         env.close()
 
@@ -280,12 +284,15 @@ def main() -> None:
     readers = {"bags": lambda: read_bags(bags, contract, "intent", "binary"),
                "bags_commands": lambda: read_bags(bags, contract, "commands", "binary"),
                "bags_commands_linear": lambda: read_bags(bags, contract, "commands", "linear"),
-               "direct": lambda: direct_demos(task, domain, demos, int(args["record_seed"]))}
+               "direct": lambda: direct_demos(task, domain, demos, int(args["record_seed"])),
+               "direct_observed": lambda: direct_demos(task, domain, demos, int(args["record_seed"]), False)}
     # The count kept is the smaller of the recorded and the direct successes, whatever BC is trained on.
     sources = {name: readers[name]() for name in SOURCES_ALL if name in ("bags", "direct") or name in chosen}
     n = min(len(sources["bags"]), len(sources["direct"]))
     print(f"fidelity_data task={task} domain={args['domain']} episodes={demos} successful_bags={len(sources['bags'])} "
-          f"successful_direct={len(sources['direct'])} kept={n}", flush=True)
+          f"successful_direct={len(sources['direct'])} kept={n}"
+          + (f" successful_direct_observed={len(sources['direct_observed'])}" if "direct_observed" in sources else ""),
+          flush=True)
     if n == 0:
         raise SystemExit("demo_fidelity: no successful episode in one of the sources; nothing to compare")
     sources = {k: v[:n] for k, v in sources.items() if k in chosen}
@@ -296,7 +303,7 @@ def main() -> None:
     for name in chosen:
         s = summarise(rows, name)
         mae = action_errors(task, sources[name]).mean(0)
-        print(f"fidelity task={task} source={name} demos={n} bc_success={s.success_mean:.3f} "
+        print(f"fidelity task={task} source={name} demos={len(sources[name])} bc_success={s.success_mean:.3f} "
               f"ci95_low={s.ci95_low:.3f} ci95_high={s.ci95_high:.3f} seeds={s.seeds} action_mae={mae.mean():.3f} "
               f"action_mae_dims={fmt(mae)}", flush=True)
 

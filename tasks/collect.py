@@ -44,7 +44,7 @@ ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
 
 
 def expert_episodes(env: TaskEnv, expert: Expert, episodes: int, seed: int = 0,
-                    on_step: Callable[[], None] | None = None) -> Iterator[Episode]:
+                    on_step: Callable[[], None] | None = None, privileged: bool = True) -> Iterator[Episode]:
     """Yield `episodes` expert episodes, `env.num_envs` at a time.
 
     Batch b resets with seed `seed + b * num_envs`; env i of that batch gets episode seed
@@ -54,7 +54,8 @@ def expert_episodes(env: TaskEnv, expert: Expert, episodes: int, seed: int = 0,
 
     Args:
         env: the environment; its obs mode and contract decide what is recorded.
-        expert: acts on `env.privileged_obs()`.
+        expert: acts on `env.privileged_obs()`, or with `privileged=False` on the observation
+            the episode records (with the domain's sensor noise, as an expert behind sensors does).
         episodes: how many to yield (the last batch may be cut short).
         seed: base seed.
         on_step: called after every control step (e.g. to advance a progress bar).
@@ -69,7 +70,7 @@ def expert_episodes(env: TaskEnv, expert: Expert, episodes: int, seed: int = 0,
         expert.reset()
         recorder.start(obs, info["success"], torch.ones(n, dtype=torch.bool))
         for _ in range(env.episode_length):
-            action = expert.act(env.privileged_obs())
+            action = expert.act(env.privileged_obs() if privileged else obs)
             obs, reward, _, _, info = env.step(action)
             recorder.step(action, obs, reward, info["success"])
             if on_step is not None:

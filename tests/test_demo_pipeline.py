@@ -17,7 +17,7 @@ pytest.importorskip("cyclonedds")
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = ["source_backend=mujoco", "source_demos=3", "pretrain_steps=60", "target_demos=3", "finetune_steps=5",
+TINY = ["source_backend=mujoco", "source_demos=3", "pretrain_steps=60", "target_demos=4", "seed=0", "finetune_steps=5",
         "eval_episodes=2", "deploy_episodes=1", "transport=dds",
         "pretrain=['seed_steps=40','eval_every=60','eval_episodes=2','agent.batch_size=16','model.latent_dim=32',"
         "'model.enc_dim=32','model.mlp_dim=32','eval_video=false']",
@@ -38,9 +38,12 @@ def test_the_main_command_runs_every_phase_and_writes_the_report(tmp_path):
         assert f"[{i}/7] {phase}: finished" in done.stdout
     # target demos were recorded over ROS 2 as MCAP bags, one per episode
     bags = sorted((out / "data" / "target_bags").glob("episode_*"))
-    assert len(bags) == 3 and all(list(b.glob("*.mcap")) for b in bags)
+    assert len(bags) == 4 and all(list(b.glob("*.mcap")) for b in bags)
     phases = json.loads((out / "phases.json").read_text())
-    assert 1 <= phases["record"]["successful"] <= 3
+    # At least one must succeed: on a loaded 2-core machine the expert over ROS 2 once failed all of
+    # seed=1's three (episode seeds 21000-21002); seed=0's first four succeeded 3 of 4 in
+    # benchmarks/demo_fidelity.py.
+    assert 1 <= phases["record"]["successful"] <= 4
     report = out / "report"
     for name in ("learning_curve.png", "latency_hist.png"):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
