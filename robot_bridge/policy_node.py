@@ -20,11 +20,11 @@ start, naming what is missing, when the first joint state lacks a contract joint
 never arrives.
 
 Every tick the policy acts, `action_topic` (`~/action` by default) gets the action it decided
-before the safety filter (`std_msgs/Float64MultiArray`, robot_bridge.messages.policy_action:
-the normalised action, whether the filter changed or held the command, and the stamp of the
-joint state the action was computed from, and the count of decisions since the policy's last
-reset). Recorded beside the commands, it lets a demo reader
-learn what the demonstrator meant instead of what the filter let through.
+before the safety filter (`std_msgs/Float64MultiArray`, robot_bridge.messages.policy_action):
+the normalised action, whether the filter changed or held the command, the stamps of the joint
+state and of every other input the action was computed from, and the count of decisions since
+the policy's last reset. Recorded beside the commands, it lets a demo reader learn what the
+demonstrator meant, observed as the node observed it, instead of what the filter let through.
 
 Topics besides the inputs and the command: `estop_topic` (`std_msgs/Bool`, true latches the
 e-stop), `~/reset_estop` (`Bool` true clears it), `~/reset` (`Bool` true: a new episode; also
