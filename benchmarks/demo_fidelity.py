@@ -52,7 +52,9 @@ where the commands lose the intent, per control tick of the bags against the dec
 
 Arguments: task (push_cube), demos (20), seeds (3), eval_episodes (50), domain (target),
 record_seed (20000), domain_id (63), out_dir (outputs/benchmarks/demo_fidelity/<task>), sources
-(all four, comma-separated: BC is trained for these only).
+(all, comma-separated: BC is trained for these only), eval (sim; bridge: each BC policy drives
+the simulated arm through the policy node and its safety filter, in-process, as deployed; its
+results are `<source>@bridge`).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ from benchmarks.args import key_values  # noqa: E402
 
 SOURCES_ALL = ("bags", "bags_commands", "bags_commands_linear", "direct", "direct_observed")
 DEFAULTS = {"task": "push_cube", "demos": "20", "seeds": "3", "eval_episodes": "50", "domain": "target",
-            "record_seed": "20000", "domain_id": "63", "out_dir": "", "sources": ",".join(SOURCES_ALL)}
+            "record_seed": "20000", "domain_id": "63", "out_dir": "", "sources": ",".join(SOURCES_ALL),
+            "eval": "sim"}
 EVAL_SEED = 6_000_000
 
 
@@ -213,14 +216,60 @@ def causes(bags: Path, contract: Any) -> dict[str, np.ndarray]:
 
 # ---- BC -------------------------------------------------------------------------------------------
 
+class _NodePolicy:
+    """A BC policy as the policy node runs one: named numpy features in, one action out."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy, self.contract = policy, policy.contract
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        batch = {k: torch.as_tensor(np.asarray(v)).unsqueeze(0) for k, v in obs.items()}
+        with torch.no_grad():
+            return self.policy.act(batch)[0].double().numpy()
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+
+def evaluate_behind_bridge(policy: Any, task: str, domain: str, episodes: int, seed: int) -> int:
+    """Successes of `policy` driving the simulated arm through the policy node and its safety
+    filter (in-process, messages by hand on the arm's clock, no DDS): as it would be deployed."""
+    from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams
+    from robot_bridge.sim_robot import SimRobotCore, SimRobotParams
+
+    sim = SimRobotCore(SimRobotParams(task=task, domain=domain, episode_length=0))
+    core = PolicyNodeCore(_NodePolicy(policy), PolicyNodeParams(policy="expert", expert_task=task))
+    length = sim.env.episode_length
+    successes = 0
+    for k in range(episodes):
+        sim.reset(seed + k)
+        sim.state = "running"  # no settling: the episode starts as the env's does
+        core.reset_episode()
+        for _ in range(length):
+            now = 1e6 + sim.sim_time
+            core.on_joint_state(sim.joint_state_msg(now), now)
+            core.on_object_pose(sim.object_pose_msg(now), now)
+            core.on_goal(sim.goal_msg(now), now)
+            result = core.tick(now)
+            if result.message is not None:
+                sim.on_trajectory(result.message)
+            sim.advance(core.period)
+        successes += int(sim.success)
+    return successes
+
+
 RESULT_FIELDS = ("method", "seed", "demos", "successes", "episodes")
 
 
 def bc_rows(task: str, domain: Any, sources: dict[str, list[Any]], contract: Any, seeds: int, eval_episodes: int,
-            results: Path) -> list[dict[str, Any]]:
+            results: Path, through_bridge: str = "") -> list[dict[str, Any]]:
     """BC per source and seed, scored on the domain; rows are appended to `results` (a CSV) as they
     finish and rows already there (same source, seed, demos and episodes) are not redone, so a
-    stopped run continues and a rerun with more seeds adds only the new ones."""
+    stopped run continues and a rerun with more seeds adds only the new ones. With `through_bridge`
+    (a domain preset) each policy is scored behind the policy node on that simulated arm instead,
+    as `<source>@bridge`."""
     import csv
 
     import torch
@@ -239,13 +288,18 @@ def bc_rows(task: str, domain: Any, sources: dict[str, list[Any]], contract: Any
     try:
         for seed in range(seeds):
             for name, episodes in sources.items():
-                row = {"method": name, "seed": seed, "demos": len(episodes), "successes": 0, "episodes": eval_episodes}
+                method = f"{name}@bridge" if through_bridge else name
+                row = {"method": method, "seed": seed, "demos": len(episodes), "successes": 0, "episodes": eval_episodes}
                 if key(row) in have:
                     continue
                 with torch.random.fork_rng():
                     policy = train_bc(episodes, contract, BCConfig(seed=seed))
-                stats = evaluate_policy(policy, env, eval_episodes, seed=EVAL_SEED + 10_000 * seed)
-                row["successes"] = round(stats.success_at_end * eval_episodes)
+                if through_bridge:
+                    row["successes"] = evaluate_behind_bridge(policy, task, through_bridge, eval_episodes,
+                                                              EVAL_SEED + 10_000 * seed)
+                else:
+                    stats = evaluate_policy(policy, env, eval_episodes, seed=EVAL_SEED + 10_000 * seed)
+                    row["successes"] = round(stats.success_at_end * eval_episodes)
                 new = not results.exists()
                 with open(results, "a", newline="") as f:
                     writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
@@ -253,11 +307,11 @@ def bc_rows(task: str, domain: Any, sources: dict[str, list[Any]], contract: Any
                         writer.writeheader()
                     writer.writerow(row)
                 done.append({k: str(v) for k, v in row.items()})
-                print(f"fidelity_seed task={task} source={name} seed={seed} demos={len(episodes)} "
+                print(f"fidelity_seed task={task} source={method} seed={seed} demos={len(episodes)} "
                       f"bc_success={row['successes'] / eval_episodes:.3f}", flush=True)
     finally:
         env.close()
-    wanted = {(name, len(episodes)) for name, episodes in sources.items()}
+    wanted = {(f"{name}@bridge" if through_bridge else name, len(episodes)) for name, episodes in sources.items()}
     return [r for r in done if (r["method"], int(r["demos"])) in wanted and int(r["seed"]) < seeds
             and int(r["episodes"]) == eval_episodes]
 
@@ -275,6 +329,8 @@ def main() -> None:
 
     task, demos, seeds = args["task"], int(args["demos"]), int(args["seeds"])
     chosen = [s for s in args["sources"].split(",") if s]
+    if args["eval"] not in ("sim", "bridge"):
+        raise SystemExit(f"demo_fidelity: eval={args['eval']!r}; expected sim or bridge")
     if not chosen or any(s not in SOURCES_ALL for s in chosen):
         raise SystemExit(f"demo_fidelity: sources={args['sources']!r}; expected some of {','.join(SOURCES_ALL)}")
     out = Path(args["out_dir"] or f"outputs/benchmarks/demo_fidelity/{task}")
@@ -299,11 +355,12 @@ def main() -> None:
     for cause, errors in causes(bags, contract).items():
         print(f"fidelity_cause task={task} cause={cause} steps={len(errors)} mae_dims={fmt(errors.mean(0))}",
               flush=True)
-    rows = bc_rows(task, domain, sources, contract, seeds, int(args["eval_episodes"]), out / "results.csv")
+    bridge = args["domain"] if args["eval"] == "bridge" else ""
+    rows = bc_rows(task, domain, sources, contract, seeds, int(args["eval_episodes"]), out / "results.csv", bridge)
     for name in chosen:
-        s = summarise(rows, name)
+        s = summarise(rows, f"{name}@bridge" if bridge else name)
         mae = action_errors(task, sources[name]).mean(0)
-        print(f"fidelity task={task} source={name} demos={len(sources[name])} bc_success={s.success_mean:.3f} "
+        print(f"fidelity task={task} source={name}{'@bridge' if bridge else ''} demos={len(sources[name])} bc_success={s.success_mean:.3f} "
               f"ci95_low={s.ci95_low:.3f} ci95_high={s.ci95_high:.3f} seeds={s.seeds} action_mae={mae.mean():.3f} "
               f"action_mae_dims={fmt(mae)}", flush=True)
 
