@@ -257,9 +257,6 @@ class RosbagReader:
         idx = hold_indices(stream.times, times)
         return idx, range(int(idx[0]), int(idx[-1]) + 1)
 
-    def _fail(self, bag: Bag, stream: Stream, i: int, reasons: list[str]) -> DatasetError:
-        return message_error(bag, stream, i, reasons)
-
     def _observations(self, bag: Bag, obs_t: np.ndarray,
                       held_at: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         """Every feature at obs_t [T+1]: the joint state held there, other inputs held at `held_at`
@@ -270,7 +267,7 @@ class RosbagReader:
         for i in span:  # every message in the episode is checked, not only the sampled ones
             reading, reasons = self.assembler.parse_joint_state(joints.msgs[i])
             if reading is None:
-                raise self._fail(bag, joints, i, reasons)
+                raise message_error(bag, joints, i, reasons)
             readings[i] = reading
         qpos = np.stack([readings[i].position for i in idx])
         values: dict[str, np.ndarray] = {"qpos": qpos, "qvel": np.stack([readings[i].velocity for i in idx])}
@@ -309,7 +306,7 @@ class RosbagReader:
             self.assembler.inputs.pop(feature, None)  # each message on its own: no ordering or age rules
             reasons = handler(stream.msgs[i], int(stream.times[i]) / NS)
             if reasons:
-                raise self._fail(bag, stream, i, reasons)
+                raise message_error(bag, stream, i, reasons)
             converted[i] = self.assembler.inputs.pop(feature).value
         return np.stack([converted[i] for i in idx])
 
@@ -319,7 +316,7 @@ class RosbagReader:
         if stream.msgtype == m.JOINT_TRAJECTORY:
             names = list(msg.joint_names)
             if not msg.points:
-                raise self._fail(bag, stream, i, ["joint trajectory has no points"])
+                raise message_error(bag, stream, i, ["joint trajectory has no points"])
             period_s = self.period / NS
             later = [p for p in msg.points if m.stamp_to_seconds(p.time_from_start) >= period_s - 1e-9]
             point = later[0] if later else msg.points[-1]  # where the trajectory is one period after it starts
@@ -328,22 +325,23 @@ class RosbagReader:
             names = self.command_joints
             values = np.asarray(msg.data, dtype=np.float64).reshape(-1)
         if values.size != len(names):
-            raise self._fail(bag, stream, i, [f"command has {values.size} positions for {len(names)} joints {names}"])
+            raise message_error(bag, stream, i, [f"command has {values.size} positions for {len(names)} joints "
+                                                 f"{names}"])
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise self._fail(bag, stream, i, [f"command repeats joints {repeated}"])
+            raise message_error(bag, stream, i, [f"command repeats joints {repeated}"])
         unknown = [n for n in names if n not in JOINT_NAMES]
         if unknown and not self.options.ignore_unknown_joints:
-            raise self._fail(bag, stream, i, [f"command has unknown joints {unknown} (expected {list(JOINT_NAMES)}; "
-                                              f"set ignore_unknown_joints to drop them)"])
+            raise message_error(bag, stream, i, [f"command has unknown joints {unknown} (expected "
+                                                 f"{list(JOINT_NAMES)}; set ignore_unknown_joints to drop them)"])
         missing = [n for n in ARM_JOINT_NAMES if n not in names]
         if missing:
-            raise self._fail(bag, stream, i, [f"command lacks arm joints {missing}"])
+            raise message_error(bag, stream, i, [f"command lacks arm joints {missing}"])
         targets = np.full(len(JOINT_NAMES), np.nan)
         for name, value in zip(names, values):
             if name in JOINT_NAMES:
                 if not math.isfinite(value):
-                    raise self._fail(bag, stream, i, [f"command has NaN/inf for {name}"])
+                    raise message_error(bag, stream, i, [f"command has NaN/inf for {name}"])
                 targets[JOINT_NAMES.index(name)] = value
         return targets
 
