@@ -175,15 +175,14 @@ def causes(bags: Path, contract: Any) -> dict[str, np.ndarray]:
             return reading.position
 
         # The tick's command was published just before its decided action: the last one received before it.
-        intent_received = np.array([t for t in intents.times])
         first = int(commands.times[0])
         rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         ref_quat = None
         for k, msg in enumerate(intents.msgs):
             decision = m.parse_policy_action(msg)
             action, stamp = decision.action, decision.observation_stamp_ns
-            c = int(np.searchsorted(commands.times, intent_received[k], side="right")) - 1
-            if c < 0 or stamp < joints.times[0] or (k and commands.times[c] <= intent_received[k - 1]):
+            c = int(np.searchsorted(commands.times, intents.times[k], side="right")) - 1
+            if c < 0 or stamp < joints.times[0] or (k and commands.times[c] <= intents.times[k - 1]):
                 continue  # no command of its own (held by the watchdog) or acted before the recording
             q = q_at(stamp)
             if mode == "pd_ee_delta_pos":
