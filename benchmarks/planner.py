@@ -1,16 +1,19 @@
 #!/usr/bin/env python
 """Planner latency: one line per model preset, planner preset, device and precision.
 
-    python benchmarks/planner.py                        # tiny, 1m, 5m x mppi, deploy on CPU (+CUDA if present)
+    python benchmarks/planner.py                        # tiny, 1m, 5m x mppi, deploy x cdred, iq on CPU (+CUDA)
     python benchmarks/planner.py --presets 5m --planners mppi --bf16 --decisions 500
+    python benchmarks/planner.py --objectives cdred,iq,standin
 
 Each decision is what the robot node does per control tick for one environment: encode
 a fresh observation, then plan with the warm start kept from the previous decision.
 Latencies are measured over --decisions decisions after --warmup decisions.
 
-The value function is TD-MPC2's estimate (discounted latent reward + terminal Q) with a
-cheap quadratic latent reward standing in for the objective's reward, so these figures
-cover the world model and MPPI; an objective's reward network adds its own cost.
+Sequences are scored with the value the shipped model plans with: each objective's own
+(`cdred`: discounted CDRED reward from its random targets and predictors + terminal Q,
+sized from the model preset as configs/objective/cdred.yaml says; `iq`: IQ-MPC's soft-Q
+value). `standin` is TD-MPC2's estimate with a quadratic latent reward instead: the cost of
+the world model and MPPI alone. Each line names it: `objective=<o>`.
 """
 
 from __future__ import annotations
@@ -22,23 +25,36 @@ import time
 import torch
 
 from sim2real.config import ModelConfig, PlannerConfig, load_preset
-from sim2real.planner import Planner, td_value
+from sim2real.imitation import CONFIGS, make_objective
+from sim2real.planner import Planner, ValueFn, td_value
 from sim2real.stats import percentile
 from sim2real.world_model import WorldModel
 
 OBS_DIM, ACTION_DIM = 42, 4
 
 
-def measure(model_name: str, planner_name: str, device: torch.device, bf16: bool,
+DISCOUNT = 0.95
+OBJECTIVES = ("cdred", "iq", "standin")
+
+
+def value_fn(objective: str, model: WorldModel, device: torch.device) -> ValueFn:
+    """The value `objective` plans with, for this model (see the module docstring)."""
+    if objective == "standin":
+        goal = model.encode({"state": torch.randn(1, OBS_DIM, device=device)}).detach()
+        return td_value(lambda z, a: -(z - goal).pow(2).sum(-1, keepdim=True), discount=DISCOUNT)
+    if objective not in CONFIGS:
+        raise SystemExit(f"planner: unknown objective {objective!r}; expected some of {', '.join(OBJECTIVES)}")
+    return make_objective(load_preset("objective", objective, CONFIGS[objective]), model).eval().value_fn(DISCOUNT)
+
+
+def measure(model_name: str, planner_name: str, objective: str, device: torch.device, bf16: bool,
             decisions: int, warmup: int) -> tuple[PlannerConfig, float, float]:
     model_cfg = load_preset("model", model_name, ModelConfig)
     planner_cfg = load_preset("planner", planner_name, PlannerConfig)
     planner_cfg.bf16 = bf16
     torch.manual_seed(0)
     model = WorldModel(model_cfg, {"state": (OBS_DIM,)}, ACTION_DIM).to(device).eval()
-    goal = model.encode({"state": torch.randn(1, OBS_DIM, device=device)}).detach()
-    value = td_value(lambda z, a: -(z - goal).pow(2).sum(-1, keepdim=True), discount=0.95)
-    planner = Planner(model, value, planner_cfg)
+    planner = Planner(model, value_fn(objective, model, device), planner_cfg)
     observations = torch.randn(warmup + decisions, 1, OBS_DIM, device=device)
     times = []
     for i, obs in enumerate(observations):
@@ -56,6 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default="tiny,1m,5m", help="model presets (configs/model/)")
     parser.add_argument("--planners", default="mppi,deploy", help="planner presets (configs/planner/)")
+    parser.add_argument("--objectives", default="cdred,iq",
+                        help=f"values to plan with: some of {','.join(OBJECTIVES)} (standin: quadratic reward)")
     parser.add_argument("--devices", default="auto", help="'auto' = cpu, plus cuda when present; or a list")
     parser.add_argument("--bf16", action="store_true", help="also measure bfloat16 autocast")
     parser.add_argument("--decisions", type=int, default=200, help="measured decisions (>= 200 for p99)")
@@ -70,14 +88,15 @@ def main() -> None:
     for device in devices:
         for preset in args.presets.split(","):
             for planner_name in args.planners.split(","):
-                for bf16 in precisions:
-                    cfg, p50, p99 = measure(preset, planner_name, torch.device(device), bf16,
-                                            args.decisions, args.warmup)
-                    iterations = cfg.iterations if cfg.mpc else 0
-                    samples = cfg.num_samples if cfg.mpc else 1
-                    print(f"planner preset={preset} device={device} samples={samples} iterations={iterations} "
-                          f"p50_ms={p50:.2f} p99_ms={p99:.2f} planner={planner_name} "
-                          f"precision={'bf16' if bf16 else 'fp32'} threads={args.threads}", flush=True)
+                for objective in args.objectives.split(","):
+                    for bf16 in precisions:
+                        cfg, p50, p99 = measure(preset, planner_name, objective, torch.device(device), bf16,
+                                                args.decisions, args.warmup)
+                        iterations = cfg.iterations if cfg.mpc else 0
+                        samples = cfg.num_samples if cfg.mpc else 1
+                        print(f"planner preset={preset} device={device} samples={samples} iterations={iterations} "
+                              f"p50_ms={p50:.2f} p99_ms={p99:.2f} planner={planner_name} objective={objective} "
+                              f"precision={'bf16' if bf16 else 'fp32'} threads={args.threads}", flush=True)
 
 
 if __name__ == "__main__":

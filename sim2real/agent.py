@@ -200,8 +200,11 @@ class Agent:
         pi_metrics: dict[str, float] = {}
         pi_loss = torch.zeros(())
         if self.pi_optim is not None:
-            pi_loss, pi_metrics = self.objective.policy_loss(self.model, rollout.zs.detach(), cfg.rho)
-            pi_loss = cfg.pi_q_coef * pi_loss
+            if cfg.pi_q_coef > 0:
+                pi_loss, pi_metrics = self.objective.policy_loss(self.model, rollout.zs.detach(), cfg.rho)
+                pi_loss = cfg.pi_q_coef * pi_loss
+            else:  # a pure-BC prior: the Q term would cost a third of the update for nothing
+                pi_loss = torch.zeros((), device=z.device)
             if cfg.bc_coef > 0:
                 # The prior acts on encoded observations, so it clones the expert there: the
                 # encodings of s_0 .. s_{H-1}, not the dynamics' predictions of them.

@@ -50,19 +50,22 @@ class TwoHot:
     def bins(self, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.linspace(self.vmin, self.vmax, self.num_bins, device=device, dtype=dtype)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Scalars [..., 1] -> two-hot targets [..., num_bins] (rows sum to one)."""
+    def _position(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scalars [..., 1] -> index of the lower bin [...] (long) and the upper bin's weight [...]."""
         if x.shape[-1] != 1:
-            raise ValueError(f"TwoHot.encode expects a trailing dim of 1, got shape {tuple(x.shape)}")
+            raise ValueError(f"TwoHot expects a trailing dim of 1, got shape {tuple(x.shape)}")
         x = symlog(x.squeeze(-1)).clamp(self.vmin, self.vmax)
         pos = (x - self.vmin) / self.bin_size
         lower = pos.floor().clamp(max=self.num_bins - 2)
-        upper_weight = pos - lower
-        target = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)
-        lower_idx = lower.long().unsqueeze(-1)
-        target.scatter_(-1, lower_idx, (1.0 - upper_weight).unsqueeze(-1))
-        target.scatter_add_(-1, lower_idx + 1, upper_weight.unsqueeze(-1))
-        return target
+        return lower.long(), pos - lower
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Scalars [..., 1] -> two-hot targets [..., num_bins] (rows sum to one)."""
+        lower, upper_weight = self._position(x)
+        bins = torch.arange(self.num_bins, device=x.device)
+        lower = lower.unsqueeze(-1)
+        return ((bins == lower) * (1.0 - upper_weight).unsqueeze(-1)
+                + (bins == lower + 1) * upper_weight.unsqueeze(-1)).to(x.dtype)
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., num_bins] -> scalars [..., 1]."""
@@ -73,7 +76,14 @@ class TwoHot:
     def soft_ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy between predicted logits [..., num_bins] and scalar targets [..., 1].
 
-        Returns the per-sample loss with shape [..., 1].
+        Returns the per-sample loss with shape [..., 1]. The two-hot target has two non-zero
+        entries, so the loss reads the two log-probabilities it weights instead of building
+        the dense target: a gather, where a scatter into [..., num_bins] zeros led the
+        stage-1 update's CPU profile.
         """
         log_probs = F.log_softmax(logits, dim=-1)
-        return -(self.encode(target) * log_probs).sum(-1, keepdim=True)
+        lower, upper_weight = self._position(target)
+        lower = lower.expand(log_probs.shape[:-1]).unsqueeze(-1)
+        upper_weight = upper_weight.expand(log_probs.shape[:-1]).unsqueeze(-1)
+        pair = log_probs.gather(-1, torch.cat([lower, lower + 1], dim=-1))
+        return -((1.0 - upper_weight) * pair[..., :1] + upper_weight * pair[..., 1:])

@@ -35,6 +35,7 @@ from sim2real.buffer import EpisodeBuffer, cat_batches, expert_buffer
 from sim2real.atomic import atomic_path
 from sim2real.checkpoint import load_checkpoint, make_checkpoint, remove_temp_files, save_checkpoint
 from sim2real.config import ModelConfig, PlannerConfig
+from sim2real.curriculum import CurriculumConfig, ReverseCurriculum
 from sim2real.data import Episode, EpisodeRecorder, read_dataset
 from sim2real.device import resolve_device
 from sim2real.evaluate import evaluate_training_agent, log_eval
@@ -52,6 +53,8 @@ class LoopConfig:
         backend: "maniskill" or "mujoco".
         num_envs: parallel training envs.
         steps: env steps to train for (all envs together).
+        budget_minutes: stop earlier, at this much wall time (minutes, this process; 0 = no
+            limit); the run ends as at `steps`: a final evaluation and checkpoint.
         seed_steps: random-action steps before learning; 0 means max(1000, 5 * episode_length).
         utd_ratio: gradient updates per env step after the seed phase.
         buffer_size: online buffer capacity in transitions.
@@ -61,6 +64,8 @@ class LoopConfig:
         eval_every / eval_episodes: evaluation period (env steps) and episodes per evaluation.
         checkpoint_every: checkpoint period (env steps); a final one is always written.
         log_every: metrics.csv / TensorBoard period (env steps).
+        curriculum: episodes that the scripted expert starts and the agent finishes, handing
+            over earlier as the agent succeeds (sim2real/curriculum.py).
         eval_video: write an MP4 of the first evaluation episode at every evaluation
             (videos/eval_<env_steps>.mp4) when the backend renders.
         resume: continue from out_dir/checkpoints/last.pt.
@@ -73,6 +78,7 @@ class LoopConfig:
     backend: str = "maniskill"
     num_envs: int = 1
     steps: int = 20_000
+    budget_minutes: float = 0.0
     seed_steps: int = 0
     utd_ratio: float = 1.0
     buffer_size: int = 100_000
@@ -82,6 +88,7 @@ class LoopConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 5_000
     log_every: int = 500
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     eval_video: bool = True
     resume: bool = False
     save_buffer: bool = False
@@ -299,6 +306,8 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if cfg.budget_minutes < 0:
+        raise ValueError(f"budget_minutes={cfg.budget_minutes}: expected minutes > 0, or 0 for no limit")
     console = Console()
     out = Path(cfg.out_dir or ".")
     # Before demos, envs or training: a run that cannot write its checkpoints stops here.
@@ -328,6 +337,13 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
     objective = make_objective(objective_cfg, model).to(device)
     agent = Agent(model, objective, contract, agent_cfg, planner_cfg, discount)
 
+    curriculum = ReverseCurriculum(cfg.curriculum, env.num_envs, env.episode_length, horizon + 1,
+                                   generator=torch.Generator().manual_seed(cfg.seed))
+    scripted = None  # the scripted expert that starts curriculum episodes
+    if cfg.curriculum.enabled:
+        from tasks.experts import make_expert
+        scripted = make_expert(task_cfg.name, env.num_envs, control_mode=task_cfg.control_mode)
+
     step = updates = 0
     history: list[EvalResult] = []
     last = out / "checkpoints" / "last.pt"
@@ -339,6 +355,8 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
         history = [EvalResult(**h) for h in ckpt.extra["history"]]
         if "online_buffer" in ckpt.extra:
             online.load_state_dict(ckpt.extra["online_buffer"])
+        if "curriculum" in ckpt.extra:
+            curriculum.load_state_dict(ckpt.extra["curriculum"])
         _set_rng_state(ckpt.extra["rng"])
         console.print(f"resumed from {last} at env step {step} ({updates} updates, "
                       f"{online.num_episodes} online episodes)")
@@ -355,7 +373,8 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
                                  "objective_config": asdict(objective_cfg), "stage": "pretrain",
                                  "episode_length": env.episode_length,
                                  "domain": asdict(domain) if is_dataclass(domain) else domain,
-                                 "task": task_cfg.name, "backend": cfg.backend}
+                                 "task": task_cfg.name, "backend": cfg.backend,
+                                 "curriculum": curriculum.state_dict()}
         if cfg.save_buffer:
             extra["online_buffer"] = online.state_dict()
         ckpt = make_checkpoint(model, contract, extra)
@@ -378,7 +397,12 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
     episode_batches = int(step // (env.episode_length * env.num_envs))
     obs, info = env.reset(seed=cfg.seed * 100_003 + episode_batches * env.num_envs)
     agent.reset()
-    recorder.start(obs, info["success"], torch.ones(env.num_envs, dtype=torch.bool))
+    all_envs = torch.ones(env.num_envs, dtype=torch.bool)
+    since_reset = torch.zeros(env.num_envs, dtype=torch.long)
+    # Curriculum episodes are recorded from their handover: the expert's part is not the agent's.
+    recorder.start(obs, info["success"], curriculum.begin(all_envs) == 0)
+    if scripted is not None:
+        scripted.reset()
     last_metrics: dict[str, float] = {}
     # (env reward, learned reward) of recent transitions: diagnosis only, never a training signal.
     reward_pairs: deque[tuple[float, float]] = deque(maxlen=5000)
@@ -400,13 +424,17 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
     with Progress(TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         bar = progress.add_task("pretrain", total=cfg.steps, completed=step, status="")
-        while step < cfg.steps:
+        deadline = start + 60.0 * cfg.budget_minutes if cfg.budget_minutes > 0 else math.inf
+        while step < cfg.steps and time.perf_counter() < deadline:
             tick = time.perf_counter()
             learning = updates > 0
             if step < seed_steps:
                 action = torch.rand(env.num_envs, env.action_dim) * 2 - 1
             else:
                 action = agent.act(obs, explore=True).cpu()
+            expert_acts = curriculum.expert_acts(since_reset)
+            if scripted is not None and expert_acts.any():
+                action[expert_acts] = scripted.act(env.privileged_obs())[expert_acts]
             if learning:
                 with torch.no_grad():
                     z = agent.encode_batch({k: v.unsqueeze(0).to(device) for k, v in obs.items()})[0]
@@ -418,17 +446,26 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
             if learning:
                 reward_pairs.extend(zip(reward.cpu().tolist(), learned.tolist()))
             step += env.num_envs
+            since_reset += 1
+            handed_over = curriculum.handed_over(since_reset)
+            if handed_over.any():
+                recorder.start(obs, info["success"], handed_over)
+                agent.reset(handed_over)
             done = terminated | truncated
             if done.any():
                 for i in done.nonzero().flatten().tolist():
                     episode = recorder.finish(i)
+                    curriculum.finish(i, bool(info["success"][i]))
                     # An episode shorter than the horizon holds no full training slice.
                     if episode.length >= online.horizon:
                         online.add(episode, terminated=bool(terminated[i]))
                 episode_batches += 1
                 obs, info = env.reset(seed=cfg.seed * 100_003 + episode_batches * env.num_envs, env_mask=done)
                 agent.reset(done)
-                recorder.start(obs, info["success"], done)
+                since_reset[done.cpu()] = 0
+                recorder.start(obs, info["success"], done & (curriculum.begin(done).to(done.device) == 0))
+                if scripted is not None:
+                    scripted.reset(done)
             tick = time.perf_counter()
             timers["env"] += tick - tock
 

@@ -41,3 +41,34 @@ def test_bad_arguments_are_reported():
     with pytest.raises(ValueError, match="trailing dim of 1"):
         TwoHot().encode(torch.zeros(3, 2))
 
+
+
+def test_soft_ce_by_gather_equals_the_dense_two_hot_cross_entropy():
+    # soft_ce reads the two weighted log-probabilities instead of building the dense target;
+    # the loss and its gradient must be those of the dense formula, also when the target
+    # broadcasts over a leading ensemble dimension (the critic's [num_q, H, N, bins] logits).
+    torch.manual_seed(0)
+    two_hot = TwoHot()
+    logits = torch.randn(3, 4, 5, 101, dtype=torch.float64, requires_grad=True)
+    target = torch.cat([torch.randn(4, 4, 1) * 30, torch.tensor([[[1e9]], [[-1e9]], [[0.0]], [[2.5]]]).expand(4, 1, 1)],
+                       dim=1).double()
+    dense = -(_scatter_two_hot(two_hot, target) * torch.log_softmax(logits, dim=-1)).sum(-1, keepdim=True)
+    torch.testing.assert_close(two_hot.encode(target), _scatter_two_hot(two_hot, target))
+    fast = two_hot.soft_ce(logits, target)
+    assert fast.shape == dense.shape == (3, 4, 5, 1)
+    torch.testing.assert_close(fast, dense, rtol=1e-12, atol=1e-12)
+    (grad_fast,) = torch.autograd.grad(fast.sum(), logits)
+    (grad_dense,) = torch.autograd.grad(dense.sum(), logits)
+    torch.testing.assert_close(grad_fast, grad_dense, rtol=1e-12, atol=1e-12)
+
+
+def _scatter_two_hot(two_hot: TwoHot, x: torch.Tensor) -> torch.Tensor:
+    """The dense two-hot target as it was built before soft_ce gathered (scatter into zeros)."""
+    x = symlog(x.squeeze(-1)).clamp(two_hot.vmin, two_hot.vmax)
+    pos = (x - two_hot.vmin) / two_hot.bin_size
+    lower = pos.floor().clamp(max=two_hot.num_bins - 2)
+    upper_weight = pos - lower
+    target = torch.zeros(*x.shape, two_hot.num_bins, dtype=x.dtype)
+    target.scatter_(-1, lower.long().unsqueeze(-1), (1.0 - upper_weight).unsqueeze(-1))
+    target.scatter_add_(-1, lower.long().unsqueeze(-1) + 1, upper_weight.unsqueeze(-1))
+    return target

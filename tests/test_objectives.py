@@ -165,7 +165,7 @@ def test_iq_recovered_reward_is_higher_on_expert_transitions(world: WorldModel):
 
 
 def test_cdred_reward_couples_expert_and_behavioural_fit():
-    objective = CdredObjective(SMALL_CDRED, latent_dim=8, action_dim=2, target_hidden_dim=16)
+    objective = CdredObjective(SMALL_CDRED, latent_dim=8, action_dim=2, mlp_dim=16)
     targets = torch.randn(SMALL_CDRED.num_targets, 6, SMALL_CDRED.rnd_dim)
     mu = targets.mean(dim=0)
     off = mu + torch.randn_like(mu)
@@ -269,3 +269,64 @@ def test_rollout_shapes_are_checked(world: WorldModel):
         LatentRollout(rollout.zs, rollout.next_z[:-1], actions, rollout.terminated, 4, RHO, GAMMA)
     with pytest.raises(ValueError, match="num_expert"):
         LatentRollout(rollout.zs, rollout.next_z, actions, rollout.terminated, 8, RHO, GAMMA)
+
+
+def _reference_cdred_critic_loss(objective: CdredObjective, model: WorldModel,
+                                 batch: LatentRollout) -> torch.Tensor:
+    """CDRED's critic loss as computed before the update was made cheaper: both predictors on
+    every row without gradients for the reward, again with gradients for the distillation,
+    and the two-hot cross-entropy against a dense (scattered) target. Same RNG draws, same order."""
+    cfg, b, h = objective.cfg, batch.num_expert, batch.horizon
+    weights = RHO ** torch.arange(h, dtype=torch.float32)
+    x = torch.cat([batch.zs[:-1], batch.actions], dim=-1)
+    with torch.no_grad():
+        features = objective.targets(x)
+        reward = objective.coupled_reward(features, objective.predictors(x))
+        next_action, _ = model.pi(batch.next_z)
+        next_q = model.Q(batch.next_z, next_action, return_type="min", target=True)
+        td_target = reward + batch.discount * batch.continues() * next_q
+    logits = model.Q(batch.zs[:-1], batch.actions, return_type="all")
+    two_hot = model.two_hot
+    y = torch.log1p(td_target.abs()).mul(torch.sign(td_target)).squeeze(-1).clamp(two_hot.vmin, two_hot.vmax)
+    pos = (y - two_hot.vmin) / two_hot.bin_size
+    lower = pos.floor().clamp(max=two_hot.num_bins - 2)
+    dense = torch.zeros(*y.shape, two_hot.num_bins)
+    dense.scatter_(-1, lower.long().unsqueeze(-1), (1.0 - (pos - lower)).unsqueeze(-1))
+    dense.scatter_add_(-1, lower.long().unsqueeze(-1) + 1, (pos - lower).unsqueeze(-1))
+    ce = -(dense * torch.log_softmax(logits, dim=-1)).sum(-1, keepdim=True).mean(dim=(2, 3))
+    q_loss = (ce * weights).sum(dim=1).mean() / h
+    k = torch.randint(cfg.num_targets, x.shape[:2])
+    chosen = features.gather(0, k[None, ..., None].expand(1, *features.shape[1:]))[0]
+    idx = torch.zeros(1, dtype=torch.long)
+    rnd_expert = (objective.predictors(x[:, :b], members=idx)[0] - chosen[:, :b]).pow(2).mean(dim=(1, 2))
+    rnd_online = (objective.predictors(x[:, b:], members=idx + 1)[0] - chosen[:, b:]).pow(2).mean(dim=(1, 2))
+    rnd_loss = ((rnd_expert + rnd_online) * weights).sum() / h
+    return cfg.value_coef * q_loss + cfg.rnd_coef * rnd_loss
+
+
+def test_cdred_critic_loss_and_gradients_match_the_uncached_computation(world: WorldModel):
+    # The update reuses the distillation passes' predictions for the reward and gathers the
+    # two-hot cross-entropy: an implementation change, so the loss and every gradient must
+    # be the ones the straightforward computation gives (dropout on, same RNG draws).
+    torch.manual_seed(0)
+    objective = make_objective(CdredConfig(rnd_dim=32, reward_mlp_dim=64, target_seed=0), world)
+    world.train()
+    for step in range(3):  # a few optimiser steps, so the targets and predictors are not at init
+        rollout, _ = latent_rollout(world, *ToyTask().mixed_batch(16))
+        params = critic_params(world, objective)
+        state = torch.get_rng_state()
+        loss, _ = objective.critic_loss(world, rollout)
+        grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+        torch.set_rng_state(state)
+        reference = _reference_cdred_critic_loss(objective, world, rollout)
+        grads_ref = torch.autograd.grad(reference, params, allow_unused=True)
+        torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+        for g, g_ref in zip(grads, grads_ref):
+            if g_ref is None:
+                assert g is None
+            else:
+                torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                if g is not None:
+                    p -= 1e-2 * g

@@ -134,3 +134,28 @@ def test_a_checkpoint_without_an_objective_is_refused_as_a_policy(tmp_path, mode
     save_checkpoint(tmp_path / "bare.pt", make_checkpoint(model, contract))
     with pytest.raises(ValueError, match="no objective"):
         load_policy(tmp_path / "bare.pt", load_preset("planner", "deploy", PlannerConfig))
+
+
+def test_curriculum_episodes_enter_the_buffer_from_their_handover(tmp_path, demos):
+    cfg = small_run(tmp_path, demos, 200)
+    cfg.curriculum.enabled, cfg.curriculum.fraction, cfg.curriculum.start_step = True, 1.0, 12
+    cfg.curriculum.stage_steps = 3
+    pretrain(cfg)
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    lengths = ckpt.extra["online_buffer"]["lengths"].tolist()
+    # Every episode is a curriculum one (fraction 1): the expert drove its first 10-12 steps,
+    # so the buffer holds the agent's last 8-10 (of 20), unless the stage has moved back.
+    assert lengths and all(length < 20 for length in lengths), lengths
+    assert min(lengths) >= 8
+    assert ckpt.extra["curriculum"]["stage"] <= 12
+
+
+def test_budget_minutes_stops_the_run_early_and_still_evaluates_and_saves(tmp_path, demos):
+    cfg = small_run(tmp_path, demos, 100_000)
+    cfg.budget_minutes = 0.05  # 3 s
+    run = pretrain(cfg)
+    assert 0 < run.env_steps < 100_000 and run.history[-1].env_steps == run.env_steps
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").extra["step"] == run.env_steps
+    cfg.budget_minutes = -1
+    with pytest.raises(ValueError, match="budget_minutes"):
+        pretrain(cfg)

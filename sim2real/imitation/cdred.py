@@ -40,10 +40,13 @@ class CdredConfig:
     Args:
         name: "cdred".
         num_targets: K frozen random target networks (>= 2: the bias divides by their variance).
-        rnd_dim: output features of targets and predictors.
-        reward_mlp_dim: hidden width of the two predictors (CDRED-WM: 1024; the `cdred`
-            preset uses 512, see configs/objective/cdred.yaml).
-        num_reward_layers: hidden layers of the two predictors (CDRED-WM: 3; preset: 2).
+        rnd_dim: output features of targets and predictors; 0 sizes it from the model
+            (its latent_dim, at most 256; CDRED-WM: 256).
+        reward_mlp_dim: hidden width of the two predictors; 0 = the model's mlp_dim
+            (CDRED-WM: 1024).
+        target_mlp_dim: hidden width of the random targets (2 hidden layers); 0 = half the
+            model's mlp_dim (CDRED-WM: the model's mlp_dim).
+        num_reward_layers: hidden layers of the two predictors (CDRED-WM: 3).
         expert_coef: zeta, weight of the expert term of the reward.
         reward_ema_coef: alpha, mix of the squared-error and variance-ratio bias terms.
         bias_scale: overall reward scale.
@@ -53,14 +56,15 @@ class CdredConfig:
         target_seed: seed of the random targets; None draws it from torch's global RNG
             (so it follows the run's seed, as CDRED-WM does).
 
-    The targets' hidden layers are the model's mlp_dim wide (2 of them), as in CDRED-WM.
+    Sized from the model by default (configs/objective/cdred.yaml says why and what it costs).
     """
 
     name: str = "cdred"
     num_targets: int = 5
-    rnd_dim: int = 256
-    reward_mlp_dim: int = 1024
-    num_reward_layers: int = 3
+    rnd_dim: int = 0
+    reward_mlp_dim: int = 0
+    target_mlp_dim: int = 0
+    num_reward_layers: int = 2
     expert_coef: float = 0.8
     reward_ema_coef: float = 0.9
     bias_scale: float = 1.0
@@ -70,18 +74,38 @@ class CdredConfig:
     target_seed: int | None = None
 
 
+@dataclass(frozen=True)
+class CdredSizes:
+    """The widths a CdredConfig resolves to for one model (its zeros replaced)."""
+
+    rnd_dim: int
+    reward_mlp_dim: int
+    target_mlp_dim: int
+
+
+def cdred_sizes(cfg: CdredConfig, latent_dim: int, mlp_dim: int) -> CdredSizes:
+    """Resolve the config's 0 ("from the model") widths for a model of latent_dim / mlp_dim."""
+    for field in ("rnd_dim", "reward_mlp_dim", "target_mlp_dim"):
+        if getattr(cfg, field) < 0:
+            raise ValueError(f"objective.{field}={getattr(cfg, field)}: expected a width > 0, or 0 to size it "
+                             "from the model")
+    return CdredSizes(rnd_dim=cfg.rnd_dim or min(latent_dim, 256),
+                      reward_mlp_dim=cfg.reward_mlp_dim or mlp_dim,
+                      target_mlp_dim=cfg.target_mlp_dim or max(mlp_dim // 2, 1))
+
+
 class CdredObjective(Objective):
     """CDRED critic, reward and policy-prior losses for one world model.
 
     Args:
         cfg: CDRED settings.
         latent_dim / action_dim: the model's latent and action sizes.
-        target_hidden_dim: hidden width of the random targets (the model's mlp_dim).
+        mlp_dim: the model's hidden width (what zero widths in cfg are sized from).
     """
 
     name = "cdred"
 
-    def __init__(self, cfg: CdredConfig, latent_dim: int, action_dim: int, target_hidden_dim: int) -> None:
+    def __init__(self, cfg: CdredConfig, latent_dim: int, action_dim: int, mlp_dim: int) -> None:
         super().__init__()
         if cfg.num_targets < 2:
             raise ValueError(f"objective.num_targets={cfg.num_targets}: CDRED needs >= 2 random targets "
@@ -90,13 +114,14 @@ class CdredObjective(Objective):
             if not 0.0 <= getattr(cfg, field) <= 1.0:
                 raise ValueError(f"objective.{field} must lie in [0, 1], got {getattr(cfg, field)}")
         self.cfg = cfg
+        self.sizes = sizes = cdred_sizes(cfg, latent_dim, mlp_dim)
         in_dim = latent_dim + action_dim
         # Member 0 is the expert predictor f_E, member 1 the behavioural predictor f_B.
-        self.predictors = EnsembleMLP(2, in_dim, cfg.num_reward_layers * [cfg.reward_mlp_dim], cfg.rnd_dim,
+        self.predictors = EnsembleMLP(2, in_dim, cfg.num_reward_layers * [sizes.reward_mlp_dim], sizes.rnd_dim,
                                       zero_output=False)
         seed = cfg.target_seed if cfg.target_seed is not None else int(torch.randint(2**62, ()).item())
         gen = torch.Generator().manual_seed(seed)
-        dims = [in_dim, target_hidden_dim, target_hidden_dim, cfg.rnd_dim]
+        dims = [in_dim, sizes.target_mlp_dim, sizes.target_mlp_dim, sizes.rnd_dim]
         self.num_target_layers = len(dims) - 1
         for i in range(self.num_target_layers):
             w = torch.empty(cfg.num_targets, dims[i], dims[i + 1])
@@ -156,9 +181,19 @@ class CdredObjective(Objective):
         weights = horizon_weights(batch.rho, h, batch.zs.device)
         x = torch.cat([batch.zs[:-1], batch.actions], dim=-1)  # [H, N, L+A], with gradients
 
+        # Distillation: f_E on the expert rows, f_B on the online rows, each towards one
+        # target drawn per sample. x is not detached: this loss also shapes encoder and dynamics.
+        # These two passes also give the reward its own-data predictions (detached); only the
+        # cross terms (f_E on online rows, f_B on expert rows) need an extra pass.
+        expert_idx = torch.zeros(1, dtype=torch.long, device=x.device)
+        pred_expert = self.predictors(x[:, :b], members=expert_idx)[0]
+        pred_online = self.predictors(x[:, b:], members=expert_idx + 1)[0]
         with torch.no_grad():
             features = self.targets(x)  # [K, H, N, D]
-            reward = self.coupled_reward(features, self.predictors(x))  # [H, N, 1]
+            preds = torch.stack([
+                torch.cat([pred_expert.detach(), self.predictors(x[:, b:], members=expert_idx)[0]], dim=1),
+                torch.cat([self.predictors(x[:, :b], members=expert_idx + 1)[0], pred_online.detach()], dim=1)])
+            reward = self.coupled_reward(features, preds)  # [H, N, 1]
             next_action, _ = model.pi(batch.next_z)
             next_q = model.Q(batch.next_z, next_action, return_type="min", target=True)
             td_target = reward + batch.discount * batch.continues() * next_q
@@ -168,13 +203,8 @@ class CdredObjective(Objective):
         ce = model.two_hot.soft_ce(logits, td_target).mean(dim=(2, 3))  # [num_q, H]
         q_loss = (ce * weights).sum(dim=1).mean() / h
 
-        # Distillation: f_E on the expert rows, f_B on the online rows, each towards one
-        # target drawn per sample. x is not detached: this loss also shapes encoder and dynamics.
         k = torch.randint(cfg.num_targets, x.shape[:2], device=x.device)
         chosen = features.gather(0, k[None, ..., None].expand(1, *features.shape[1:]))[0]  # [H, N, D]
-        expert_idx = torch.zeros(1, dtype=torch.long, device=x.device)
-        pred_expert = self.predictors(x[:, :b], members=expert_idx)[0]
-        pred_online = self.predictors(x[:, b:], members=expert_idx + 1)[0]
         rnd_expert = (pred_expert - chosen[:, :b]).pow(2).mean(dim=(1, 2))  # [H]
         rnd_online = (pred_online - chosen[:, b:]).pow(2).mean(dim=(1, 2))
         rnd_loss = ((rnd_expert + rnd_online) * weights).sum() / h
