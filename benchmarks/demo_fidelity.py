@@ -72,6 +72,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.args import key_values  # noqa: E402
+from benchmarks.results import append_rows  # noqa: E402
 
 SOURCES_ALL = ("bags", "bags_commands", "bags_commands_linear", "direct", "direct_observed")
 DEFAULTS = {"task": "push_cube", "demos": "20", "seeds": "3", "eval_episodes": "50", "domain": "target",
@@ -299,12 +300,7 @@ def bc_rows(task: str, domain: Any, sources: dict[str, list[Any]], contract: Any
                 else:
                     stats = evaluate_policy(policy, env, eval_episodes, seed=EVAL_SEED + 10_000 * seed)
                     row["successes"] = round(stats.success_at_end * eval_episodes)
-                new = not results.exists()
-                with open(results, "a", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
+                append_rows(results, RESULT_FIELDS, [row])
                 done.append({k: str(v) for k, v in row.items()})
                 print(f"fidelity_seed task={task} source={method} seed={seed} demos={len(episodes)} "
                       f"bc_success={row['successes'] / eval_episodes:.3f}", flush=True)

@@ -14,7 +14,7 @@ then the same line for the final evaluation, a BC policy trained on the same dem
 evaluated on the same episodes,
 `bc task=<t> demos=<n> success=<x>`,
 then zero-shot success on each of `target_domains` (configs/domain/ presets, default
-`target`; the same evaluation episodes) for the pretrained model (acting as in its
+`target`; `none` skips them, e.g. on physx_cuda, which refuses physical shifts; the same evaluation episodes) for the pretrained model (acting as in its
 evaluations, with `planner`) and the BC policy:
 `pretrain task=<t> ... domain=<d> target_success=<x>` and `bc task=<t> demos=<n> domain=<d> target_success=<y>`,
 and the throughput of the run:
@@ -46,9 +46,9 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
                 raise SystemExit(f"pretrain_curve: budget_env_steps={value!r}: expected a positive integer")
             overrides.append(f"steps={value}")
         elif key == "target_domains":
-            targets = [d for d in value.split(",") if d]
+            targets = [d for d in value.split(",") if d and value != "none"]
             unknown = [d for d in targets if d not in preset_names("domain")]
-            if unknown or not targets:
+            if unknown or not (targets or value == "none"):
                 raise SystemExit(f"pretrain_curve: target_domains={value!r}: expected configs/domain/ presets "
                                  f"from {', '.join(preset_names('domain'))}")
         elif not sep:

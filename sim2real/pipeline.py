@@ -173,9 +173,10 @@ class Pipeline:
 
         register_schemas()
         c = self.cfg
+        continued = (self.out / "pretrain" / "checkpoints" / "last.pt").exists()  # a fresh run has nothing to resume
         overrides = [*self._groups(), f"backend={c.source_backend}", f"steps={c.pretrain_steps}",
                      f"seed={c.seed}", f"demos={self.source_demos}", f"num_demos={c.source_demos}",
-                     f"out_dir={self.out / 'pretrain'}", "resume=true", *c.pretrain]
+                     f"out_dir={self.out / 'pretrain'}", f"resume={str(continued).lower()}", *c.pretrain]
         run_cfg = pretrain_config(compose_config("pretrain", overrides))
         run = pretrain(run_cfg, on_eval=lambda r: self.say(eval_line(run_cfg, r)))
         env = tasks.make_env(run_cfg.task, backend=run_cfg.backend, num_envs=1, domain=run_cfg.domain)

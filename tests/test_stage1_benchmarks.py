@@ -22,6 +22,7 @@ def test_pretrain_curve_options_are_parsed(curve):
     assert overrides == ["task=pick_cube", "steps=5000", "budget_minutes=60", "num_envs=4", "utd_ratio=0.25"]
     assert targets == ["target", "hard"]
     assert curve["parse_args"]([])[1] == ["target"]
+    assert curve["parse_args"](["target_domains=none"])[1] == []
 
 
 @pytest.mark.parametrize("arg,message", [("budget_env_steps=-3", "positive integer"),
@@ -71,3 +72,25 @@ def test_update_cost_benchmark_runs_and_refuses_unknown_options():
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "update_cost.py"), "batch=8"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "unknown option" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    return runpy.run_path(str(ROOT / "benchmarks" / "stage1_ablation.py"), run_name="stage1_ablation")
+
+
+def test_stage1_ablation_options_are_parsed(ablation):
+    opts, overrides = ablation["parse_args"](["tasks=pick_cube,open_drawer", "seeds=1,2", "budget_minutes=2.5",
+                                              "num_envs=4", "agent.pi_q_coef=0.5"])
+    assert opts["tasks"] == "pick_cube,open_drawer" and opts["seeds"] == "1,2" and opts["budget_minutes"] == "2.5"
+    assert overrides == ["num_envs=4", "agent.pi_q_coef=0.5"]
+    assert ablation["parse_args"]([])[0]["variants"] == "online,online_mppi,bc_only,bc_only_mppi,bc"
+
+
+@pytest.mark.parametrize("arg,message", [("tasks=fold_laundry", "tasks="), ("variants=online,dagger", "variants="),
+                                         ("target_domains=moon", "target_domains="), ("seeds=one", "seeds="),
+                                         ("budget_minutes=-1", "budget_minutes"), ("budget_env_steps=1e4", "budget_env_steps"), ("task=pick_cube", "per run"),
+                                         ("seeds", "key=value")])
+def test_stage1_ablation_refuses_bad_options(ablation, arg, message):
+    with pytest.raises(SystemExit, match=message):
+        ablation["parse_args"]([arg])
