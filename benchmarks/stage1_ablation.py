@@ -4,23 +4,25 @@ zero-shot under shifts?
 
     python benchmarks/stage1_ablation.py                                   # 4 tasks, MuJoCo, 16k env steps a run
     python benchmarks/stage1_ablation.py tasks=pick_cube seeds=1,2,3 budget_env_steps=100000
-    python benchmarks/stage1_ablation.py tasks=push_cube variants=online,bc_only agent.pi_q_coef=0.5
+    python benchmarks/stage1_ablation.py tasks=push_cube variants=online,bc_only,bc num_envs=8 utd_ratio=0.125
 
 For each task and seed, on the same demos (`num_demos` scripted episodes of the source
 domain) and the same evaluation episodes (`eval_episodes`, seeds from 1 000 000):
-- `online`: the default recipe (configs/pretrain.yaml) for `budget_env_steps` env steps
-  (with the defaults' 4 envs and utd_ratio 0.25, 16 000 steps are 4 750 updates: about 8
-  minutes on 2 free cores). Runs get equal steps, not equal minutes, so that a busy machine
-  cannot favour one variant; `budget_minutes` adds a wall-time cap;
+- `online`: online imitation with the critic in charge of the prior: its Q term on
+  (agent.pi_q_coef=1) beside the cloning term, and the reverse curriculum
+  (curriculum.enabled=true), for `budget_env_steps` env steps (with the defaults' 4 envs and
+  utd_ratio 0.25, 16 000 steps are 4 750 updates: about 8 minutes on 2 free cores). Runs get
+  equal steps, not equal minutes, so that a busy machine cannot favour one variant;
+  `budget_minutes` adds a wall-time cap;
 - `online_mppi`, `bc_only_mppi`: that run's checkpoint acting by MPPI on its learned value
   (`planner=deploy`) instead of the prior: no training of their own;
-- `bc_only`: the previous recipe: the prior acts and clones the demos, its Q term off
-  (agent.pi_q_coef=0), no curriculum;
+- `bc_only`: the prior clones the demos and its Q term is off (agent.pi_q_coef=0), no
+  curriculum: online interaction reaches it only through the encoder;
 - `bc`: `sim2real.bc` on the same demos (the reference a user would otherwise train).
 
 Each is scored on the source domain and zero-shot on each of `target_domains`
 (configs/domain/ presets). Any other `key=value` is a `scripts/pretrain.py` override for every
-pretraining run (e.g. `num_envs=4 utd_ratio=0.25`). Prints one line per run and domain,
+pretraining run, applied after the variant's own (e.g. `num_envs=8 utd_ratio=0.125`). Prints one line per run and domain,
 
 `ablation_run task=<t> variant=<v> seed=<s> domain=<d> success=<x> env_steps=<n> updates=<n> wall_s=<s>`
 
@@ -51,9 +53,10 @@ DEFAULTS = {"tasks": "push_cube,pick_cube,stack_cube,open_drawer", "variants": "
             "seeds": "1", "backend": "mujoco", "num_demos": "200", "budget_env_steps": "16000", "budget_minutes": "0",
             "eval_episodes": "30",
             "target_domains": "target,hard", "out_dir": "outputs/benchmarks/stage1_ablation"}
+ONLINE = ["agent.pi_q_coef=1", "curriculum.enabled=true"]
 BC_ONLY = ["agent.pi_q_coef=0", "curriculum.enabled=false"]
-VARIANTS = {"online": [], "online_mppi": ["planner=deploy"], "bc_only": [*BC_ONLY, "planner=policy"],
-            "bc_only_mppi": [*BC_ONLY, "planner=deploy"], "bc": None}
+VARIANTS = {"online": [*ONLINE, "planner=policy"], "online_mppi": [*ONLINE, "planner=deploy"],
+            "bc_only": [*BC_ONLY, "planner=policy"], "bc_only_mppi": [*BC_ONLY, "planner=deploy"], "bc": None}
 FIELDS = ["task", "variant", "seed", "domain", "success", "episodes", "env_steps", "updates", "wall_s"]
 
 
@@ -113,7 +116,7 @@ def run_one(task: str, variant: str, seed: int, opts: dict[str, str], overrides:
     base = [f"task={task}", f"seed={seed}", f"backend={opts['backend']}", f"num_demos={opts['num_demos']}",
             f"eval_episodes={opts['eval_episodes']}", f"budget_minutes={opts['budget_minutes']}",
             f"steps={opts['budget_env_steps']}", "eval_video=false", f"out_dir={run_dir}"]
-    cfg = pretrain_config(compose_config("pretrain", base + overrides + (VARIANTS[variant] or [])))
+    cfg = pretrain_config(compose_config("pretrain", base + (VARIANTS[variant] or []) + overrides))
     episodes = int(opts["eval_episodes"])
     start = time.perf_counter()
     if VARIANTS[variant] is None:
