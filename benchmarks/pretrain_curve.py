@@ -29,7 +29,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from sim2real.pretrain import register_schemas
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.scoring import success_in_domain  # noqa: E402
+from sim2real.pretrain import register_schemas  # noqa: E402
 
 register_schemas()
 
@@ -60,11 +65,10 @@ def parse_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str]) -> None:
     from sim2real.bc import BCConfig, train_bc
-    from sim2real.config import compose_config, load_preset
+    from sim2real.config import compose_config
     from sim2real.evaluate import TRAINING_EVAL_SEED, evaluate_policy
     from sim2real.inference import load_policy
     from sim2real.pretrain import eval_line, load_demos, pretrain, pretrain_config
-    from tasks.domain import DomainParams
     import tasks
 
     overrides, targets = parse_args(argv)
@@ -89,13 +93,7 @@ def main(argv: list[str]) -> None:
     print(f"bc task={cfg.task.name} demos={len(demos)} success={stats.success_at_end:.2f}", flush=True)
     pretrained = load_policy(Path(run.out_dir) / "checkpoints" / "last.pt", cfg.planner)
     for name in targets:
-        target_env = tasks.make_env(cfg.task, backend=cfg.backend, num_envs=1,
-                                    domain=load_preset("domain", name, DomainParams))
-        try:
-            ours = evaluate_policy(pretrained, target_env, cfg.eval_episodes, seed=TRAINING_EVAL_SEED)
-            theirs = evaluate_policy(bc, target_env, cfg.eval_episodes, seed=TRAINING_EVAL_SEED)
-        finally:
-            target_env.close()
+        ours, theirs = success_in_domain([pretrained, bc], cfg.task, cfg.backend, name, cfg.eval_episodes)
         print(f"{final} domain={name} target_success={ours.success_at_end:.2f}", flush=True)
         print(f"bc task={cfg.task.name} demos={len(demos)} domain={name} target_success={theirs.success_at_end:.2f}",
               flush=True)

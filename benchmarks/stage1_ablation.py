@@ -45,6 +45,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.results import append_rows  # noqa: E402
+from benchmarks.scoring import success_in_domain  # noqa: E402
 from sim2real.pretrain import register_schemas  # noqa: E402
 
 register_schemas()
@@ -104,11 +105,9 @@ def run_one(task: str, variant: str, seed: int, opts: dict[str, str], overrides:
             out: Path) -> list[dict]:
     """One (task, variant, seed): train (or clone), then score on the source and target domains."""
     from sim2real.bc import BCConfig, train_bc
-    from sim2real.config import compose_config, load_preset
-    from sim2real.evaluate import TRAINING_EVAL_SEED, evaluate_policy
+    from sim2real.config import compose_config
     from sim2real.inference import load_policy
     from sim2real.pretrain import load_demos, pretrain, pretrain_config
-    from tasks.domain import DomainParams
     import tasks
 
     trained = variant.removesuffix("_mppi")  # an _mppi variant scores the checkpoint of the run it names
@@ -140,12 +139,7 @@ def run_one(task: str, variant: str, seed: int, opts: dict[str, str], overrides:
         env_steps, updates = run.env_steps, run.updates
     rows = []
     for domain in ["source", *opts["target_domains"].split(",")]:
-        env = tasks.make_env(cfg.task, backend=cfg.backend, num_envs=1,
-                             domain=load_preset("domain", domain, DomainParams))
-        try:
-            stats = evaluate_policy(policy, env, episodes, seed=TRAINING_EVAL_SEED)
-        finally:
-            env.close()
+        (stats,) = success_in_domain([policy], cfg.task, cfg.backend, domain, episodes)
         rows.append({"task": task, "variant": variant, "seed": seed, "domain": domain,
                      "success": round(stats.success_at_end, 4), "episodes": episodes, "env_steps": env_steps,
                      "updates": updates, "wall_s": round(time.perf_counter() - start, 1)})

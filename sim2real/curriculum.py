@@ -64,9 +64,9 @@ class ReverseCurriculum:
                              f">= 1 and start_step ({cfg.start_step}) >= 0")
         if not 0.0 <= cfg.success_threshold <= 1.0:
             raise ValueError(f"curriculum.success_threshold={cfg.success_threshold}: expected a rate in [0, 1]")
-        self.cfg, self.num_envs = cfg, num_envs
-        self.latest = max(episode_length - min_agent_steps, 0)
-        self.stage = min(cfg.start_step or int(0.8 * episode_length), self.latest) if cfg.enabled else 0
+        self.cfg = cfg
+        latest = max(episode_length - min_agent_steps, 0)
+        self.stage = min(cfg.start_step or int(0.8 * episode_length), latest) if cfg.enabled else 0
         self.handover = torch.zeros(num_envs, dtype=torch.long)
         self.of_stage = torch.zeros(num_envs, dtype=torch.long)  # the stage each env's handover was drawn at
         self.chosen = torch.zeros(num_envs, dtype=torch.bool)  # the env's episode is a curriculum episode

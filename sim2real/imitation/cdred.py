@@ -114,7 +114,7 @@ class CdredObjective(Objective):
             if not 0.0 <= getattr(cfg, field) <= 1.0:
                 raise ValueError(f"objective.{field} must lie in [0, 1], got {getattr(cfg, field)}")
         self.cfg = cfg
-        self.sizes = sizes = cdred_sizes(cfg, latent_dim, mlp_dim)
+        sizes = cdred_sizes(cfg, latent_dim, mlp_dim)
         in_dim = latent_dim + action_dim
         # Member 0 is the expert predictor f_E, member 1 the behavioural predictor f_B.
         self.predictors = EnsembleMLP(2, in_dim, cfg.num_reward_layers * [sizes.reward_mlp_dim], sizes.rnd_dim,
