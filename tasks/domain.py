@@ -6,8 +6,8 @@ field can be overridden, e.g. `domain=target domain.friction_scale=0.5`.
 
 Three shifts act on tensors alone and are implemented here once for every backend:
 action latency (`ActionDelay`), and observation and action noise (`add_noise`). The
-physical ones (friction, masses, damping, gains, object size, camera pose) are applied
-by each backend to its own scene.
+physical ones (friction, masses, damping, gains, object size, camera pose) and the spawn
+regions' size are applied by each backend to its own scene.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 
 SCALE_FIELDS = ("friction_scale", "object_mass_scale", "joint_damping_scale", "controller_gain_scale",
-                "object_size_scale")
+                "object_size_scale", "init_range_scale")
 STD_FIELDS = ("obs_noise_std", "action_noise_std", "camera_pose_jitter")
 
 
@@ -36,6 +36,7 @@ class DomainRanges:
     obs_noise_std: list[float] = field(default_factory=lambda: [0.0, 0.01])
     action_noise_std: list[float] = field(default_factory=lambda: [0.0, 0.05])
     camera_pose_jitter: list[float] = field(default_factory=lambda: [0.0, 0.03])
+    init_range_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
 
 @dataclass
@@ -54,6 +55,8 @@ class DomainParams:
         object_size_scale: multiplies the size of manipulated objects.
         camera_pose_jitter: per-episode uniform offset (metres, per axis) of the camera
             position and of the point it looks at.
+        init_range_scale: scales the x/y half-ranges of every spawn region (objects, goals,
+            cabinet) about their centres; 1.5 = objects and goals start in a region 1.5x as wide.
         randomize: sample every field per episode and env from `ranges` instead.
         ranges: the randomisation ranges.
     """
@@ -68,6 +71,7 @@ class DomainParams:
     action_noise_std: float = 0.0
     object_size_scale: float = 1.0
     camera_pose_jitter: float = 0.0
+    init_range_scale: float = 1.0
     randomize: bool = False
     ranges: DomainRanges = field(default_factory=DomainRanges)
 

@@ -33,10 +33,13 @@ JOINT_DELTA_POS_LIMIT = 0.1  # action +-1 moves each joint target by +-0.1 rad p
 
 # --- objects -------------------------------------------------------------------------------
 CUBE_HALF_SIZE = 0.02
-CUBE_SPAWN_HALF_RANGE = 0.1  # cubes spawn with x, y uniform in [-0.1, 0.1]
+# Cubes spawn with x, y uniform in [-0.1, 0.1]. Every spawn half range (cubes, goals, the
+# cabinet) is multiplied by the domain's init_range_scale, about the region's centre.
+CUBE_SPAWN_HALF_RANGE = 0.1
 
 PUSH_GOAL_RADIUS = 0.1
 PUSH_GOAL_OFFSET_X = 0.1 + PUSH_GOAL_RADIUS  # goal = cube xy + (0.2, 0)
+PUSH_GOAL_Z = 1e-3  # the goal disc sits 1 mm above the table
 
 PICK_GOAL_THRESH = 0.025
 PICK_MAX_GOAL_HEIGHT = 0.3  # goal z = cube_half + U[0, 0.3]
@@ -47,6 +50,11 @@ STACK_Z_TOL = 0.005
 STACK_STATIC_LIN = 1e-2     # cube A linear speed below this (m/s)
 STACK_STATIC_ANG = 0.5      # cube A angular speed below this (rad/s)
 STACK_MIN_SEPARATION = math.hypot(CUBE_HALF_SIZE, CUBE_HALF_SIZE) * 2 + 0.002
+# Stack spawn: cube B is redrawn until it clears cube A; after this many misses A is redrawn
+# too (in a small spawn square, some A positions leave no room for B) ...
+STACK_SPAWN_B_ONLY_TRIES = 100
+# ... and after this many the spawn square is declared too small for two cubes.
+STACK_SPAWN_MAX_TRIES = 1000
 
 # --- drawer (built from boxes; no downloaded assets) ----------------------------------------
 # A cabinet shell (top, two sides, back) on the table with one drawer sliding along -x

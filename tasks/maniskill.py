@@ -14,9 +14,12 @@ Domain shifts are applied to each scene at reset:
 - controller_gain_scale: the drive stiffness and damping of every joint (arm and gripper);
 - object_size_scale: cube half sizes (the drawer's handle fin), by rebuilding the scene
   when the size changes;
-- camera_pose_jitter: the observation camera's eye and look-at points, uniform per axis.
+- camera_pose_jitter: the observation camera's eye and look-at points, uniform per axis;
+- init_range_scale: the spawn regions' x/y half ranges, through each env's `spawn_scale`
+  (read by its episode sampler, so no rebuild is needed).
 On `physx_cuda` PhysX fixes materials and masses once the GPU simulation starts, so a
-domain that changes them per env and episode is refused there (see `_check_gpu_domain`).
+domain that changes them per env and episode is refused there (see `_check_gpu_domain`);
+one fixed init_range_scale for every env works there.
 """
 
 from __future__ import annotations
@@ -80,8 +83,9 @@ class ManiSkillEnv(TaskEnv):
         counts = [num_envs] if gpu else [1] * num_envs
         self._scales = [self.env_domains[0].object_size_scale if gpu else self.env_domains[i].object_size_scale
                         for i in range(len(counts))]
-        self._envs = [gym.make(ENV_IDS[task], num_envs=n, **{SCALE_KWARG[task]: s}, **self._make_kwargs).unwrapped
-                      for n, s in zip(counts, self._scales)]
+        self._envs = [gym.make(ENV_IDS[task], num_envs=n, **{SCALE_KWARG[task]: s},
+                               spawn_scale=self.env_domains[i].init_range_scale, **self._make_kwargs).unwrapped
+                      for i, (n, s) in enumerate(zip(counts, self._scales))]
         self._nominal: list[dict[str, Any]] = [{} for _ in self._envs]
         self._info: list[dict[str, torch.Tensor]] = [{} for _ in self._envs]
         self._obs: list[dict[str, Any]] = [{} for _ in self._envs]
@@ -90,6 +94,7 @@ class ManiSkillEnv(TaskEnv):
     def _reset_envs(self, env_ids: torch.Tensor, seed: int | None) -> None:
         if self.sim_backend == "physx_cuda":
             env = self._envs[0]
+            env.spawn_scale = self.env_domains[0].init_range_scale
             options = {} if len(env_ids) == self.num_envs else {"env_idx": env_ids}
             self._obs[0], self._info[0] = env.reset(seed=seed, options=options)
             return
@@ -100,6 +105,7 @@ class ManiSkillEnv(TaskEnv):
                 setattr(env, SCALE_KWARG[self.task], d.object_size_scale)
                 self._scales[i] = d.object_size_scale
                 self._nominal[i] = {}
+            env.spawn_scale = d.init_range_scale
             env.reset(seed=None if seed is None else seed + i, options={"reconfigure": rebuild})
             self._apply_domain(i, d)
             # Observe after the shifts: the camera may have moved.
@@ -201,7 +207,11 @@ class ManiSkillEnv(TaskEnv):
         env._sensors["base_camera"].camera.set_local_pose(pose)
 
     def _check_gpu_domain(self) -> None:
-        """Refuse the shifts PhysX cannot change per env after the GPU simulation starts."""
+        """Refuse the shifts PhysX cannot change per env after the GPU simulation starts.
+
+        init_range_scale is not among them: the batched scene's sampler applies one value to
+        every env (a randomised domain, which would want one per env, is refused as a whole).
+        """
         d = self.domain
         changed = [f for f in PHYSICAL_FIELDS if getattr(d, f) != getattr(DomainParams(), f)]
         if d.randomize:

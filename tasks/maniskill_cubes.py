@@ -1,4 +1,4 @@
-"""ManiSkill3 cube tasks with a scalable object size.
+"""ManiSkill3 cube tasks with a scalable object size and spawn region.
 
 ManiSkill's PushCube-v1, PickCube-v1 and StackCube-v1 fix the cube size when the scene
 is built. `object_size_scale` is a domain shift, so these subclasses take `object_scale`
@@ -6,10 +6,15 @@ and build the cubes from `tasks.layout` at that scale; everything else (robot, t
 goals, success rules, cameras) is ManiSkill's own. Changing the scale needs a scene
 rebuild (`reset(options={"reconfigure": True})`), which the `maniskill` backend does when
 an env's sampled size changes.
+
+`spawn_scale` (the domain's init_range_scale) multiplies the x/y half range of the cube
+and goal spawn regions about their centres; it is read at every episode start, so setting
+the attribute between resets is enough.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sapien
@@ -22,15 +27,18 @@ from mani_skill.utils.building import actors
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.scene_builder.table import TableSceneBuilder
 from mani_skill.utils.structs.pose import Pose
+from transforms3d.euler import euler2quat
 
 from tasks import layout
 
 
 class _ScaledCube:
-    """Mixin: take `object_scale` and set the cube half size before ManiSkill builds the scene."""
+    """Mixin: take `object_scale` and set the cube half size before ManiSkill builds the
+    scene; take `spawn_scale`, the spawn regions' x/y scale the episode sampler reads."""
 
-    def __init__(self, *args: Any, object_scale: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, object_scale: float = 1.0, spawn_scale: float = 1.0, **kwargs: Any) -> None:
         self.object_scale = object_scale
+        self.spawn_scale = spawn_scale  # set before ManiSkill's constructor runs its first reset
         super().__init__(*args, robot_uids="panda", **kwargs)
 
     def _load_scene(self, options: dict) -> None:
@@ -41,12 +49,36 @@ class _ScaledCube:
 
 @register_env("Sim2RealPushCube-v1", max_episode_steps=50)
 class PushCube(_ScaledCube, PushCubeEnv):
-    """PushCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale."""
+    """PushCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale.
+
+    PushCube-v1 hard-codes its spawn square, so its episode sampler is rewritten here
+    with the square's half range from `tasks.layout` times spawn_scale (the same draws as
+    ManiSkill's at spawn_scale 1); the goal stays PUSH_GOAL_OFFSET_X in front of the cube.
+    """
+
+    def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
+        with torch.device(self.device):
+            b = len(env_idx)
+            self.table_scene.initialize(env_idx)
+            r = layout.CUBE_SPAWN_HALF_RANGE * self.spawn_scale
+            xyz = torch.zeros((b, 3))
+            xyz[..., :2] = torch.rand((b, 2)) * (2 * r) - r
+            xyz[..., 2] = self.cube_half_size
+            self.obj.set_pose(Pose.create_from_pq(p=xyz, q=[1, 0, 0, 0]))
+            goal = xyz + torch.tensor([layout.PUSH_GOAL_OFFSET_X, 0.0, 0.0])
+            goal[..., 2] = layout.PUSH_GOAL_Z
+            self.goal_region.set_pose(Pose.create_from_pq(p=goal, q=euler2quat(0, math.pi / 2, 0)))
 
 
 @register_env("Sim2RealPickCube-v1", max_episode_steps=50)
 class PickCube(_ScaledCube, PickCubeEnv):
-    """PickCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale."""
+    """PickCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale; ManiSkill's
+    sampler draws the cube and the goal xy from its `cube_spawn_half_size` square, set here
+    to CUBE_SPAWN_HALF_RANGE * spawn_scale at every episode start."""
+
+    def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
+        self.cube_spawn_half_size = layout.CUBE_SPAWN_HALF_RANGE * self.spawn_scale
+        super()._initialize_episode(env_idx, options)
 
 
 @register_env("Sim2RealStackCube-v1", max_episode_steps=50)
@@ -72,17 +104,27 @@ class StackCube(_ScaledCube, StackCubeEnv):
             b = len(env_idx)
             self.table_scene.initialize(env_idx)
             half = float(self.cube_half_size[0])
-            r = layout.CUBE_SPAWN_HALF_RANGE
+            r = layout.CUBE_SPAWN_HALF_RANGE * self.spawn_scale
             # Rejection sampling: redraw cube B until it clears cube A by the separation
-            # (both cubes may be rotated, so the bound uses their half diagonals).
+            # (both cubes may be rotated, so the bound uses their half diagonals); after many
+            # misses redraw A too, since in a small square some A positions leave B no room.
             min_sep = layout.STACK_MIN_SEPARATION * self.object_scale
             a_xy = torch.rand((b, 2)) * 2 * r - r
             b_xy = torch.rand((b, 2)) * 2 * r - r
-            for _ in range(100):
+            close = torch.linalg.norm(a_xy - b_xy, dim=1) < min_sep
+            redraws = 0
+            while close.any():
+                redraws += 1
+                if redraws > layout.STACK_SPAWN_MAX_TRIES:
+                    raise ValueError(
+                        f"stack_cube: domain.init_range_scale={self.spawn_scale} is too small: no two cube "
+                        f"positions {min_sep:.4f} m apart found in the +-{r:.4f} m spawn square after "
+                        f"{layout.STACK_SPAWN_MAX_TRIES} draws")
+                n = int(close.sum())
+                if redraws > layout.STACK_SPAWN_B_ONLY_TRIES:
+                    a_xy[close] = torch.rand((n, 2)) * 2 * r - r
+                b_xy[close] = torch.rand((n, 2)) * 2 * r - r
                 close = torch.linalg.norm(a_xy - b_xy, dim=1) < min_sep
-                if not close.any():
-                    break
-                b_xy[close] = torch.rand((int(close.sum()), 2)) * 2 * r - r
             for actor, xy in ((self.cubeA, a_xy), (self.cubeB, b_xy)):
                 p = torch.cat([xy, torch.full((b, 1), half)], dim=1)
                 yaw = torch.rand(b) * 2 * torch.pi

@@ -13,7 +13,8 @@ version through the shared numbers in `tasks.layout`:
 
 Cabinet frame: the articulation's root. Its origin lies on the table (z = 0) under the
 centre of the closed drawer, axes parallel to the world's; each episode puts it at
-x = CABINET_CENTER_X + U[-h, h], y = U[-h, h] (h = CABINET_SPAWN_HALF_RANGE).
+x = CABINET_CENTER_X + U[-h, h], y = U[-h, h] (h = CABINET_SPAWN_HALF_RANGE * spawn_scale,
+spawn_scale being the domain's init_range_scale).
 
 The handle is a second collision box of the drawer link (no extra joint to go soft), so
 `handle_link is drawer_link`. Its size scales with `handle_scale` (one value for every
@@ -77,6 +78,8 @@ class OpenDrawerEnv(BaseEnv):
             its own, merged into one batched view.
         Both scales are read at scene load (they are attributes of the same names), so a new
         value takes effect at the next reset with `options={"reconfigure": True}`.
+        spawn_scale: multiplies the cabinet's x/y spawn half range; read at every episode
+            start (the attribute of the same name), so a new value needs no reconfigure.
     """
 
     SUPPORTED_ROBOTS = ["panda"]
@@ -85,14 +88,17 @@ class OpenDrawerEnv(BaseEnv):
     def __init__(self, *args: Any, robot_uids: str = "panda",
                  robot_init_qpos_noise: float = layout.ROBOT_INIT_QPOS_NOISE,
                  handle_scale: float = 1.0, handle_scales: Sequence[float] | None = None,
-                 **kwargs: Any) -> None:
+                 spawn_scale: float = 1.0, **kwargs: Any) -> None:
         if not handle_scale > 0:
             raise ValueError(f"handle_scale={handle_scale}: must be > 0")
         if handle_scales is not None and not all(s > 0 for s in handle_scales):
             raise ValueError(f"handle_scales={list(handle_scales)}: every scale must be > 0")
+        if not spawn_scale > 0:
+            raise ValueError(f"spawn_scale={spawn_scale}: must be > 0")
         self.robot_init_qpos_noise = robot_init_qpos_noise
         self.handle_scale = float(handle_scale)
         self.handle_scales: list[float] | None = None if handle_scales is None else [float(s) for s in handle_scales]
+        self.spawn_scale = float(spawn_scale)
         super().__init__(*args, robot_uids=robot_uids, **kwargs)
 
     # ---- configuration -------------------------------------------------------------------
@@ -180,7 +186,7 @@ class OpenDrawerEnv(BaseEnv):
         with torch.device(self.device):
             b = len(env_idx)
             self.table_scene.initialize(env_idx)
-            half = layout.CABINET_SPAWN_HALF_RANGE
+            half = layout.CABINET_SPAWN_HALF_RANGE * self.spawn_scale
             pos = torch.zeros((b, 3))
             pos[:, :2] = torch.rand((b, 2)) * 2 * half - half
             pos[:, 0] += layout.CABINET_CENTER_X

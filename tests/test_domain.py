@@ -12,7 +12,8 @@ def test_named_domains_compose_and_override():
     assert target.name == "target" and target.action_latency_steps == 1 and target.friction_scale < 1
     assert set(target.values()) == {
         "friction_scale", "object_mass_scale", "joint_damping_scale", "controller_gain_scale",
-        "action_latency_steps", "obs_noise_std", "action_noise_std", "object_size_scale", "camera_pose_jitter"}
+        "action_latency_steps", "obs_noise_std", "action_noise_std", "object_size_scale", "camera_pose_jitter",
+        "init_range_scale"}
 
 
 @pytest.mark.parametrize("field,value,match", [

@@ -53,7 +53,7 @@ class MujocoEnv(TaskEnv):
                                             rng)
             noise = rng.normal(0.0, layout.ROBOT_INIT_QPOS_NOISE, size=layout.ARM_JOINTS)
             world.reset_robot(np.asarray(layout.ROBOT_REST_QPOS[:layout.ARM_JOINTS]) + noise)
-            self.rules.reset(world, rng)
+            self.rules.reset(world, rng, spawn_scale=self.env_domains[i].init_range_scale)
             world.finish_reset()
 
     def _apply_action(self, action: torch.Tensor) -> None:

@@ -4,6 +4,8 @@ The same distributions and rules as the ManiSkill backend (ManiSkill3's PushCube
 PickCube; StackCube with both cubes in the cube spawn square, as tasks/maniskill_cubes.py
 samples them; tasks.layout's drawer). Sizes follow the env's
 object_size_scale: spawn heights and size-dependent tolerances use the env's half size.
+`spawn_scale` (the env's init_range_scale) multiplies every spawn region's x/y half range
+about the region's centre.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from tasks import layout
 from tasks.drawer_geometry import DRAWER_CENTER_Z, handle_offset
 from tasks.mujoco.world import World
 
-PUSH_GOAL_Z = 1e-3  # ManiSkill's goal disc sits 1 mm above the table
-
 
 class TaskRules(abc.ABC):
     """What one task places at reset, what it observes, and when it is solved."""
 
     @abc.abstractmethod
-    def reset(self, world: World, rng: np.random.Generator) -> None:
-        """Place the task's objects and goal (the robot is already reset)."""
+    def reset(self, world: World, rng: np.random.Generator, spawn_scale: float) -> None:
+        """Place the task's objects and goal (the robot is already reset), with every
+        spawn region's x/y half range multiplied by `spawn_scale`."""
 
     @abc.abstractmethod
     def obj_pose(self, world: World) -> np.ndarray:
@@ -44,11 +45,12 @@ class TaskRules(abc.ABC):
 
 
 class PushCube(TaskRules):
-    def reset(self, world: World, rng: np.random.Generator) -> None:
+    def reset(self, world: World, rng: np.random.Generator, spawn_scale: float) -> None:
         h = world.half_sizes[0]
-        xy = rng.uniform(-layout.CUBE_SPAWN_HALF_RANGE, layout.CUBE_SPAWN_HALF_RANGE, size=2)
+        r = layout.CUBE_SPAWN_HALF_RANGE * spawn_scale
+        xy = rng.uniform(-r, r, size=2)
         world.set_cube(0, np.array([xy[0], xy[1], h]), yaw=0.0)
-        world.goal = np.array([xy[0] + layout.PUSH_GOAL_OFFSET_X, xy[1], PUSH_GOAL_Z])
+        world.goal = np.array([xy[0] + layout.PUSH_GOAL_OFFSET_X, xy[1], layout.PUSH_GOAL_Z])
         self._show_goal(world)
 
     def obj_pose(self, world: World) -> np.ndarray:
@@ -62,9 +64,9 @@ class PushCube(TaskRules):
 
 
 class PickCube(TaskRules):
-    def reset(self, world: World, rng: np.random.Generator) -> None:
+    def reset(self, world: World, rng: np.random.Generator, spawn_scale: float) -> None:
         h = world.half_sizes[0]
-        r = layout.CUBE_SPAWN_HALF_RANGE
+        r = layout.CUBE_SPAWN_HALF_RANGE * spawn_scale
         xy = rng.uniform(-r, r, size=2)
         yaw = rng.uniform(0.0, 2 * np.pi)
         world.set_cube(0, np.array([xy[0], xy[1], h]), yaw=yaw)
@@ -84,15 +86,24 @@ class PickCube(TaskRules):
 class StackCube(TaskRules):
     """Cube A (index 0) goes on cube B (index 1); goal_pos is cube B's centre."""
 
-    def reset(self, world: World, rng: np.random.Generator) -> None:
+    def reset(self, world: World, rng: np.random.Generator, spawn_scale: float) -> None:
         h = world.half_sizes
-        r = layout.CUBE_SPAWN_HALF_RANGE
-        # Both cubes in the spawn square, B redrawn until it clears A (the ManiSkill backend's
-        # sampler; the separation covers both cubes' half diagonals at this size).
+        r = layout.CUBE_SPAWN_HALF_RANGE * spawn_scale
+        # Both cubes in the spawn square, B redrawn until it clears A, and A too after many misses
+        # (the ManiSkill backend's sampler; the separation covers both cubes' half diagonals at
+        # this size).
         min_sep = layout.STACK_MIN_SEPARATION * h[0] / layout.CUBE_HALF_SIZE
         a = rng.uniform(-r, r, size=2)
         b = rng.uniform(-r, r, size=2)
+        redraws = 0
         while np.linalg.norm(a - b) < min_sep:
+            redraws += 1
+            if redraws > layout.STACK_SPAWN_MAX_TRIES:
+                raise ValueError(f"stack_cube: domain.init_range_scale={spawn_scale} is too small: no two cube "
+                                 f"positions {min_sep:.4f} m apart found in the +-{r:.4f} m spawn square after "
+                                 f"{layout.STACK_SPAWN_MAX_TRIES} draws")
+            if redraws > layout.STACK_SPAWN_B_ONLY_TRIES:
+                a = rng.uniform(-r, r, size=2)
             b = rng.uniform(-r, r, size=2)
         for k, xy in enumerate((a, b)):
             world.set_cube(k, np.array([xy[0], xy[1], h[k]]), yaw=rng.uniform(0.0, 2 * np.pi))
@@ -117,8 +128,8 @@ class StackCube(TaskRules):
 
 
 class OpenDrawer(TaskRules):
-    def reset(self, world: World, rng: np.random.Generator) -> None:
-        r = layout.CABINET_SPAWN_HALF_RANGE
+    def reset(self, world: World, rng: np.random.Generator, spawn_scale: float) -> None:
+        r = layout.CABINET_SPAWN_HALF_RANGE * spawn_scale
         dx, dy = rng.uniform(-r, r, size=2)
         world.model.body_pos[world.index.cabinet_body] = (layout.CABINET_CENTER_X + dx, dy, 0.0)
         world.data.qpos[world.index.drawer_qpos] = 0.0
