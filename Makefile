@@ -18,10 +18,10 @@ demo:
 toy: install
 	$(PY) scripts/toy_latent.py
 
-# The tests exercise both simulators, the ROS 2 bridge and the demo-log readers, so they
-# install those extras.
+# The tests exercise both simulators, the ROS 2 bridge, the demo-log readers and a sweep on a
+# local Ray head, so they install those extras.
 test:
-	scripts/install.sh dev,maniskill,mujoco,ros,data
+	scripts/install.sh dev,maniskill,mujoco,ros,data,cluster
 	$(PY) -m pytest -m "not slow"
 
 bench: install
