@@ -71,6 +71,12 @@ class TransferJobConfig:
     scratch: dict[str, Any] = field(default_factory=dict)
     scratch_steps: int = 1500
     bc: dict[str, Any] = field(default_factory=dict)
+    demo_init_range_scale: float = 1.0
+    cotrain_target_fraction: float = 0.5
+    bc_finetune_steps: int = 1000
+    bc_finetune_lr: float = 3e-4
+    wm_offline_steps: int = 0
+    checkpoint: str = ""
     cache_dir: str = "outputs/benchmarks/transfer/cache"
     device: str = "auto"
 

@@ -120,23 +120,49 @@ def _pairs(episodes: list[Episode], contract: Contract, chunk: int) -> tuple[dic
     return {k: torch.cat(v) for k, v in inputs.items()}, torch.cat(targets), torch.cat(masks)
 
 
+def cotrain_weights(sim: list[Episode], target: list[Episode], target_fraction: float) -> list[float]:
+    """`train_bc` episode weights for `sim + target` that draw `target_fraction` of every
+    batch's pairs from `target` (co-training: many sim demos, a few upweighted real ones)."""
+    if not (sim and target and 0 < target_fraction < 1):
+        raise ValueError(f"cotrain_weights: needs sim and target episodes and 0 < target_fraction < 1 "
+                         f"(got {len(sim)}, {len(target)}, {target_fraction})")
+    sim_pairs, target_pairs = sum(e.length for e in sim), sum(e.length for e in target)
+    return [(1 - target_fraction) / sim_pairs] * len(sim) + [target_fraction / target_pairs] * len(target)
+
+
 def train_bc(episodes: list[Episode], contract: Contract, cfg: BCConfig, device: str | torch.device = "cpu",
-             progress: Any = None) -> BCPolicy:
+             progress: Any = None, init: BCPolicy | None = None,
+             episode_weights: list[float] | None = None) -> BCPolicy:
     """Fit a BCPolicy to the episodes' (observation, action) pairs.
 
     Args:
         progress: optional callable(step, loss) for progress reporting.
+        init: continue training this policy (its architecture, chunk and observation
+            normalisation are kept; it is trained in place) instead of a fresh one.
+        episode_weights: relative sampling weight of each episode's pairs (default: equal),
+            e.g. to upweight a few target demos among many sim demos.
     """
     if not episodes:
         raise ValueError("train_bc: no episodes given")
+    if episode_weights is not None and (len(episode_weights) != len(episodes) or min(episode_weights) < 0
+                                        or sum(episode_weights) <= 0):
+        raise ValueError(f"train_bc: episode_weights needs {len(episodes)} non-negative weights, not all 0; "
+                         f"got {len(episode_weights)}")
     gen = torch.Generator().manual_seed(cfg.seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
-        policy = BCPolicy(contract, cfg)
-    inputs, targets, masks = _pairs(episodes, contract, cfg.chunk)
-    if "state" in inputs:
+    if init is not None:
+        policy, chunk = init, init.cfg.chunk
+    else:
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            policy = BCPolicy(contract, cfg)
+        chunk = cfg.chunk
+    inputs, targets, masks = _pairs(episodes, contract, chunk)
+    if "state" in inputs and init is None:
         policy.state_mean.copy_(inputs["state"].mean(0))
         policy.state_std.copy_(inputs["state"].std(0).clamp(min=STATE_STD_FLOOR))
+    pair_weights = None
+    if episode_weights is not None:
+        pair_weights = torch.cat([torch.full((e.length,), float(w)) for e, w in zip(episodes, episode_weights)])
     policy.to(device)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     targets, masks = targets.to(device), masks.to(device)
@@ -145,7 +171,9 @@ def train_bc(episodes: list[Episode], contract: Contract, cfg: BCConfig, device:
     n = targets.shape[0]
     policy.train()
     for step in range(cfg.steps):
-        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen).to(device)
+        size = min(cfg.batch_size, n)
+        idx = (torch.randint(0, n, (size,), generator=gen) if pair_weights is None
+               else torch.multinomial(pair_weights, size, replacement=True, generator=gen)).to(device)
         pred = policy({k: v[idx] for k, v in inputs.items()})
         err = F.mse_loss(pred, targets[idx], reduction="none").mean(-1)
         loss = (err * masks[idx]).sum() / masks[idx].sum()

@@ -20,7 +20,14 @@ features constant in sim, and a floor above the default can be tried per target.
 `scratch=true` trains the same model and objective from a fresh initialisation on the demos
 alone (the transfer benchmark's world-model-from-scratch baseline).
 
-A run writes `metrics.csv`, `eval.csv`, TensorBoard events (`tb/`) and `checkpoints/last.pt`
+Finetuning must never make the model worse, and a real user has no target simulator to
+notice when it does. So a fraction of the demo episodes (`holdout`) is held out, never
+trained on, and every `select_every` updates, starting before the first, the model is scored
+on them by what the deployed prior would do there: the squared error between its action and
+the demonstrator's (`heldout_action_mse`). The run keeps the best-scoring weights (the
+pretrained ones when no update beats them) and stops after `patience` checks without a gain.
+
+A run writes `metrics.csv`, `eval.csv`, `select.csv` (the held-out checks), TensorBoard events (`tb/`) and `checkpoints/last.pt`
 (atomic) under `out_dir`, checked for writes and free space before the first update
 (`sim2real.preflight`); the checkpoint loads like a pretrained one
 (`sim2real.inference.load_policy`) and records where it came from in `extra`.
@@ -85,6 +92,11 @@ class FinetuneConfig:
         eval_episodes / eval_every: episodes per evaluation and its period (updates). A
             finetuning run also evaluates before its first update (zero-shot transfer).
         eval_video: MP4 of the first episode of every evaluation (videos/).
+        holdout: fraction of the demo episodes held out to choose the weights kept (at least
+            one when there are two or more episodes; 0 or a single episode: no selection, the
+            last weights are kept).
+        select_every: updates between held-out checks (the first is before any update).
+        patience: stop after this many checks in a row without a better held-out score (0: never).
         state_std_floor: raise the encoder's normalisation std to at least this (state units)
             before finetuning; 0 keeps it. Features nearly constant in the sim demos (the
             goal's height: std 1e-6) turn any target sensor noise into inputs of 10^3-10^4
@@ -114,6 +126,9 @@ class FinetuneConfig:
     eval_episodes: int = 10
     eval_every: int = 250
     eval_video: bool = False
+    holdout: float = 0.2
+    select_every: int = 50
+    patience: int = 4
     state_std_floor: float = STATE_STD_FLOOR
     out_dir: str = ""
     task: Any = None
@@ -268,6 +283,68 @@ def floor_state_std(model: WorldModel, floor: float) -> list[int]:
     return raised
 
 
+def split_holdout(episodes: list[Episode], fraction: float, seed: int) -> tuple[list[Episode], list[Episode]]:
+    """(training episodes, held-out episodes): round(fraction * n) episodes, at least one when
+    fraction > 0 and n >= 2, drawn with `seed`; the two never share an episode."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout={fraction}: expected a fraction in [0, 1)")
+    n = len(episodes)
+    k = min(max(round(fraction * n), 1), n - 1) if fraction > 0 and n >= 2 else 0
+    held = set(np.random.default_rng(seed).permutation(n)[:k].tolist())
+    return [e for i, e in enumerate(episodes) if i not in held], [e for i, e in enumerate(episodes) if i in held]
+
+
+@torch.no_grad()
+def heldout_action_mse(model: WorldModel, contract: Contract, episodes: list[Episode],
+                       device: torch.device) -> float:
+    """Mean squared error between the prior's deterministic action and the demonstrator's over
+    every step of `episodes`: what the deployed prior (planner=policy) would do there."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for e in episodes:
+        inputs = contract.model_inputs({k: v[:-1].to(device) for k, v in e.obs.items()})
+        action, _ = model.pi(model.encode(inputs), deterministic=True)
+        total += float((action - e.actions.to(device).float()).pow(2).sum())
+        count += e.actions.numel()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+class Selection:
+    """Keeps the best held-out weights seen so far (model and objective) and says when to stop."""
+
+    def __init__(self, held_out: list[Episode], patience: int) -> None:
+        self.held_out, self.patience = held_out, patience
+        self.best_score, self.best_step, self.stale = math.inf, -1, 0
+        self.scores: list[tuple[int, float]] = []
+        self._best: dict[str, Any] | None = None
+
+    def check(self, step: int, model: WorldModel, objective: Any, contract: Contract, device: torch.device) -> float:
+        score = heldout_action_mse(model, contract, self.held_out, device)
+        self.scores.append((step, score))
+        if score < self.best_score:
+            self.best_score, self.best_step, self.stale = score, step, 0
+            self._best = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                          "objective": {k: v.detach().clone() for k, v in objective.state_dict().items()}}
+        else:
+            self.stale += 1
+        return score
+
+    @property
+    def exhausted(self) -> bool:
+        return self.patience > 0 and self.stale >= self.patience
+
+    def restore(self, model: WorldModel, objective: Any) -> None:
+        if self._best is not None:
+            model.load_state_dict(self._best["model"])
+            objective.load_state_dict(self._best["objective"])
+
+    def summary(self) -> dict[str, Any]:
+        return {"metric": "heldout_action_mse", "held_out_episodes": len(self.held_out), "best_step": self.best_step,
+                "best_score": self.best_score, "scores": [list(s) for s in self.scores]}
+
+
 def sim_buffer(state: dict[str, Any], horizon: int, device: torch.device) -> EpisodeBuffer:
     """The pretraining online buffer from its state_dict, re-sliced for `horizon`."""
     saved = EpisodeBuffer(int(state["capacity"]), int(state["horizon"]), max_episodes=int(state["max_episodes"]))
@@ -361,8 +438,13 @@ class Finetuner:
         start = load_start(cfg, self.device)
         self.start = start
         horizon = cfg.agent.horizon
-        self.demos, self.demo_info = load_demos(cfg.demos, start.contract, cfg.dataset, cfg.num_demos, horizon, say,
-                                                task=start.task.name if start.task is not None else None)
+        demos, self.demo_info = load_demos(cfg.demos, start.contract, cfg.dataset, cfg.num_demos, horizon, say,
+                                           task=start.task.name if start.task is not None else None)
+        self.demos, held_out = split_holdout(demos, cfg.holdout, cfg.seed)
+        self.selection = Selection(held_out, cfg.patience) if held_out else None
+        self.demo_info["held_out"] = len(held_out)
+        if cfg.holdout > 0 and not held_out:
+            say(f"holdout={cfg.holdout}: one demo episode, nothing to hold out; keeping the last weights")
         if cfg.scratch and "state" in start.contract.model_obs_shapes():
             start.model.set_state_normalization(*state_statistics(self.demos, start.contract))
         self.floored = floor_state_std(start.model, cfg.state_std_floor)
@@ -405,7 +487,8 @@ class Finetuner:
                  "updates": self.updates, "objective_config": asdict(start.objective_config),
                  "episode_length": start.episode_length, "history": [asdict(h) for h in history],
                  "pretrained": start.pretrained, "demos": self.demo_info, "finetune_config": asdict(cfg),
-                 "behaviour": cfg.behaviour, "frozen": list(self.agent.frozen), "state_std_floored": self.floored}
+                 "behaviour": cfg.behaviour, "frozen": list(self.agent.frozen), "state_std_floored": self.floored,
+                 "selection": self.selection.summary() if self.selection is not None else None}
         if start.task is not None:
             extra["task"] = start.task.name
         return make_checkpoint(self.agent.model, start.contract, extra)
@@ -465,6 +548,17 @@ def finetune(cfg: FinetuneConfig, on_eval: Callable[[FinetuneEval], None] | None
 
     if eval_env is not None and not cfg.scratch:
         run_eval()  # zero-shot: the pretrained model in the target domain
+    selection = tuner.selection
+    select_log = CsvLog(out / "select.csv")
+
+    def check_held_out() -> None:
+        score = selection.check(tuner.updates, agent.model, start.objective, start.contract, tuner.device)
+        select_log.write({"step": tuner.updates, "wall_s": round(time.perf_counter() - begin, 2),
+                          "heldout_action_mse": score})
+        tb.add_scalar("select/heldout_action_mse", score, tuner.updates)
+
+    if selection is not None:
+        check_held_out()
     with Progress(TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         bar = progress.add_task("finetune", total=cfg.steps, status="")
@@ -479,9 +573,19 @@ def finetune(cfg: FinetuneConfig, on_eval: Callable[[FinetuneEval], None] | None
                 for key, value in metrics.items():
                     if math.isfinite(value):
                         tb.add_scalar(f"train/{key}", value, step)
+            if selection is not None and (step % cfg.select_every == 0 or step == cfg.steps):
+                check_held_out()
             if eval_env is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                 run_eval()
             progress.update(bar, completed=step, status=_status(metrics, history))
+            if selection is not None and selection.exhausted:
+                console.print(f"finetune: stopping at {step} updates, {selection.stale} held-out checks "
+                              f"without a better score (patience={cfg.patience})")
+                break
+    if selection is not None:
+        selection.restore(agent.model, start.objective)
+        console.print(f"finetune: kept the weights of update {selection.best_step} "
+                      f"(heldout_action_mse {selection.best_score:.4g} on {len(selection.held_out)} held-out episodes)")
     path = save_checkpoint(out / "checkpoints" / "last.pt", tuner.checkpoint(history))
     tb.close()
     if eval_env is not None:

@@ -11,8 +11,9 @@ Phases, each also its own command (README "The main command"):
    deploy coordinator (`scripts/deploy.py policy.policy=expert record_dir=...`);
 4. `finetune`: the pretrained model finetuned on the successful bags (`scripts/finetune.py
    dataset=ros2_sim_panda`; failed expert episodes are left out, as bad real demos would be);
-5. `evaluate`: zero-shot, finetuned and BC (trained on the same bags) on the same target episodes
-   in simulation, for the success table;
+5. `evaluate`: zero-shot, finetuned, BC on the same bags, and BC co-trained on the sim demos and
+   the bags (half of every batch from the bags) on the same target episodes in simulation, for
+   the success table;
 6. `deploy`: the finetuned model driving the simulated arm over ROS 2 for `deploy_episodes`
    episodes (`scripts/deploy.py`), with a video of the first and the decision latencies;
 7. `report`: `report/` (sim2real.report) and `summary.json`.
@@ -149,7 +150,8 @@ class Pipeline:
             "record": f"{c.target_demos} expert episodes on the simulated arm ({target}) over ROS 2, recorded "
                       f"as rosbag2 (MCAP)",
             "finetune": f"{c.finetune_steps} updates on the recorded bags",
-            "evaluate": f"zero-shot, finetuned and BC on {c.eval_episodes} {target} episodes each (simulation)",
+            "evaluate": f"zero-shot, finetuned, BC and BC co-trained with the sim demos on {c.eval_episodes} "
+                        f"{target} episodes each (simulation)",
             "deploy": f"the finetuned model on the simulated arm over ROS 2, {c.deploy_episodes} episodes",
             "report": f"figures, tables and summary.json in {self.out / 'report'}",
         }[name]
@@ -244,7 +246,7 @@ class Pipeline:
         import torch
 
         import tasks
-        from sim2real.bc import BCConfig, train_bc
+        from sim2real.bc import BCConfig, cotrain_weights, train_bc
         from sim2real.config import PlannerConfig, load_preset
         from sim2real.data import DatasetConfig, read_episodes
         from sim2real.evaluate import evaluate_policy
@@ -255,9 +257,13 @@ class Pipeline:
         dataset = load_preset("dataset", "ros2_sim_panda", DatasetConfig)
         demos = [e for bag in self._demo_bags()
                  for e in read_episodes(bag, dataset.format, dataset, contract=zero_shot.contract)[1]]
+        _, sim = read_episodes(self.source_demos, contract=zero_shot.contract)
         with torch.random.fork_rng():
             bc = train_bc(demos, zero_shot.contract, BCConfig(seed=self.cfg.seed), device="cpu")
-        policies = {"zero_shot": zero_shot, "finetuned": load_policy(self.finetuned, planner), "bc": bc}
+            bc_cotrain = train_bc(sim + demos, zero_shot.contract, BCConfig(seed=self.cfg.seed), device="cpu",
+                                  episode_weights=cotrain_weights(sim, demos, 0.5))
+        policies = {"zero_shot": zero_shot, "finetuned": load_policy(self.finetuned, planner), "bc": bc,
+                    "bc_cotrain": bc_cotrain}
         env = tasks.make_env(self.task, backend="mujoco", num_envs=1, domain=self.target)
         results = {}
         try:
@@ -269,7 +275,8 @@ class Pipeline:
                          f"{self.cfg.eval_episodes}")
         finally:
             env.close()
-        return {"methods": results, "bc_demos": len(demos), "where": f"mujoco:{self.target.name} (simulation)"}
+        return {"methods": results, "bc_demos": len(demos), "bc_cotrain_sim_demos": len(sim),
+                "where": f"mujoco:{self.target.name} (simulation)"}
 
     def deploy(self) -> dict[str, Any]:
         from robot_bridge.deploy import run_deploy

@@ -374,7 +374,10 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
                                  "episode_length": env.episode_length,
                                  "domain": asdict(domain) if is_dataclass(domain) else domain,
                                  "task": task_cfg.name, "backend": cfg.backend,
-                                 "curriculum": curriculum.state_dict()}
+                                 "curriculum": curriculum.state_dict(),
+                                 # the sim demos, for baselines that must see the same ones
+                                 "demos": {"path": str(Path(_demo_path(cfg, task_cfg.name)).resolve()),
+                                           "episodes": len(demos)}}
         if cfg.save_buffer:
             extra["online_buffer"] = online.state_dict()
         ckpt = make_checkpoint(model, contract, extra)

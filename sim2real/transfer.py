@@ -7,13 +7,25 @@ target world, and for every seed:
    loop and defaults), or reuses the cached checkpoint of an identical earlier pretraining;
 2. collects `demos` target demos with the scripted expert in the target world (the
    stand-in for the user's real demonstrations);
-3. trains every method on those demos only:
-   - `ours`: the pretrained model finetuned on them (`scripts/finetune.py`'s defaults),
+3. trains every method on those demos, the baselines that could prove sim pretraining
+   unnecessary with the same sim demos pretraining had:
+   - `ours`: the pretrained model finetuned on them (`scripts/finetune.py`'s defaults,
+     weights chosen on held-out target demos),
    - `zero_shot`: the pretrained model as is,
-   - `bc`: a BC policy (`sim2real.bc`),
-   - `wm_scratch`: the same world model and objective trained on them from scratch;
+   - `bc`: a BC policy on the target demos (`sim2real.bc`),
+   - `bc_cotrain`: one BC policy on the sim demos and the target demos together, a
+     `cotrain_target_fraction` share of every batch from the target demos,
+   - `bc_finetune`: BC on the sim demos, then trained on the target demos,
+   - `wm_offline`: our world model and objective trained offline on the sim demos (no
+     interaction, as many updates as pretraining made), then finetuned like `ours`: what
+     online coverage adds is `ours` minus this,
+   - `wm_scratch`: the same world model and objective trained on the target demos from scratch;
 4. evaluates each on the same `eval_episodes` target episodes (seeds disjoint from the
    demos').
+
+`demo_init_range_scale` < 1 draws the target demos from that fraction of the target's spawn
+regions (`DomainParams.init_range_scale`) while evaluation uses all of it: real demos cover a
+narrow part of the workspace, the simulator all of it.
 
 The table gives, per method, the mean of the per-seed success rates and a 95% interval
 that is the wider of two: Student's t over the per-seed rates (the spread between seeds)
@@ -37,7 +49,7 @@ from typing import Any, Callable, Iterable
 
 from sim2real.atomic import atomic_write
 
-METHODS = ("ours", "zero_shot", "bc", "wm_scratch")
+METHODS = ("ours", "zero_shot", "bc", "bc_cotrain", "bc_finetune", "wm_offline", "wm_scratch")
 RESULT_FIELDS = ("method", "seed", "successes", "episodes", "success", "train_s", "eval_s")
 
 # Student's t 0.975 quantiles by degrees of freedom; a df between rows takes the row below
@@ -60,6 +72,8 @@ class TransferConfig:
         first_seed: the seeds are first_seed, ..., first_seed + seeds - 1 (a sweep gives each
             job its own; `scripts/aggregate_transfer.py` puts their results back together).
         eval_episodes: target episodes per method and seed.
+        checkpoint: a pretrained checkpoint to start from instead of pretraining here (e.g. a
+            `benchmarks/pretrain_curve.py` run); its recorded sim demos feed the baselines.
         pretrain_seeds: distinct pretraining runs; seed k uses run k % pretrain_seeds (one
             pretraining run per seed on a GPU; fewer on a CPU, where a run takes ~10 minutes).
         methods: which of METHODS to run.
@@ -67,7 +81,13 @@ class TransferConfig:
             configs/finetune.yaml for `ours`, and of it for `wm_scratch`
             (`pretrain.steps=2000`, `finetune.steps=1000`, `scratch.steps=2000`).
         scratch_steps: updates of `wm_scratch` (it starts from nothing, so more than `ours`).
-        bc: BC settings (sim2real.bc.BCConfig fields: `bc.chunk=4`).
+        bc: BC settings (sim2real.bc.BCConfig fields: `bc.chunk=4`), for every BC method.
+        demo_init_range_scale: the target demos start in this fraction of the target domain's
+            spawn regions (evaluation: all of them).
+        cotrain_target_fraction: `bc_cotrain`'s share of every batch drawn from the target demos.
+        bc_finetune_steps / bc_finetune_lr: `bc_finetune`'s second stage on the target demos.
+        wm_offline_steps: updates of `wm_offline`'s offline training on the sim demos; 0 = as
+            many as the pretraining run made.
         cache_dir: pretrained checkpoints and source demos, keyed by everything that makes them.
         out_dir: this run's tables, plot and per-seed files; "" = a new timestamped folder.
         device: "auto", "cpu" or "cuda".
@@ -83,12 +103,18 @@ class TransferConfig:
     first_seed: int = 0
     eval_episodes: int = 50
     pretrain_seeds: int = 1
+    checkpoint: str = ""
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     pretrain: list[str] = field(default_factory=list)
     finetune: list[str] = field(default_factory=list)
     scratch: list[str] = field(default_factory=list)
     scratch_steps: int = 1500
     bc: dict[str, Any] = field(default_factory=dict)
+    demo_init_range_scale: float = 1.0
+    cotrain_target_fraction: float = 0.5
+    bc_finetune_steps: int = 1000
+    bc_finetune_lr: float = 3e-4
+    wm_offline_steps: int = 0
     cache_dir: str = "outputs/benchmarks/transfer/cache"
     out_dir: str = ""
     device: str = "auto"
@@ -135,6 +161,11 @@ def parse_args(argv: Iterable[str]) -> TransferConfig:
                     raise ValueError(f"methods={value}: unknown {unknown}; expected some of {list(METHODS)}")
             elif key in ("pretrain", "finetune", "scratch", "bc"):
                 raise ValueError(f"{key}={value}: give its fields one by one ({key}.<field>=<value>)")
+            elif isinstance(getattr(cfg, key), float):
+                parsed = _number(parsed)
+                if not isinstance(parsed, (int, float)):
+                    raise ValueError(f"{key}={value}: expected a number")
+                parsed = float(parsed)
             setattr(cfg, key, parsed if not isinstance(getattr(cfg, key), str) else str(value))
         else:
             raise ValueError(f"argument {arg!r}: unknown key {key!r}; expected one of {sorted(known)}, "
@@ -145,7 +176,34 @@ def parse_args(argv: Iterable[str]) -> TransferConfig:
         raise ValueError("demos, seeds, eval_episodes and pretrain_seeds must all be >= 1")
     if cfg.first_seed < 0:
         raise ValueError(f"first_seed={cfg.first_seed}: must be >= 0")
+    if cfg.checkpoint and (cfg.pretrain or cfg.pretrain_seeds != 1):
+        raise ValueError(f"checkpoint={cfg.checkpoint}: a given pretrained checkpoint takes no pretrain.* settings "
+                         "and pretrain_seeds=1")
+    if cfg.checkpoint:
+        _source_from_checkpoint(cfg)
+    if not (0 < cfg.demo_init_range_scale and math.isfinite(cfg.demo_init_range_scale)):
+        raise ValueError(f"demo_init_range_scale={cfg.demo_init_range_scale}: expected a number > 0")
+    if not 0 < cfg.cotrain_target_fraction < 1:
+        raise ValueError(f"cotrain_target_fraction={cfg.cotrain_target_fraction}: expected a fraction in (0, 1)")
+    if cfg.bc_finetune_steps < 1 or cfg.wm_offline_steps < 0 or cfg.bc_finetune_lr <= 0:
+        raise ValueError("bc_finetune_steps must be >= 1, bc_finetune_lr > 0 and wm_offline_steps >= 0")
     return cfg
+
+
+def _source_from_checkpoint(cfg: TransferConfig) -> None:
+    """Take the source world from the given pretrained checkpoint, which must be for the task."""
+    from sim2real.checkpoint import load_checkpoint
+    from sim2real.config import to_dataclass
+    from tasks.domain import DomainParams
+
+    if not Path(cfg.checkpoint).is_file():
+        raise ValueError(f"checkpoint={cfg.checkpoint}: no such file")
+    extra = load_checkpoint(cfg.checkpoint).extra
+    if extra.get("stage") != "pretrain" or extra.get("task") != cfg.task:
+        raise ValueError(f"checkpoint={cfg.checkpoint}: a {extra.get('stage')} checkpoint of task {extra.get('task')!r}; "
+                         f"expected a pretrained one of task {cfg.task!r}")
+    cfg.source_backend = str(extra["backend"])
+    cfg.source_domain = to_dataclass(extra["domain"], DomainParams)
 
 
 def _number(value: Any) -> Any:
@@ -235,8 +293,8 @@ def transfer_line(cfg: TransferConfig, s: MethodSummary) -> str:
 
 
 def gap_line(cfg: TransferConfig, summaries: dict[str, MethodSummary]) -> str | None:
-    """`ours` against the best offline baseline (bc, wm_scratch): the benchmark's question."""
-    baselines = [summaries[m] for m in ("bc", "wm_scratch") if m in summaries]
+    """`ours` against the best of every baseline (zero_shot included): the benchmark's question."""
+    baselines = [s for m, s in summaries.items() if m != "ours"]
     if "ours" not in summaries or not baselines:
         return None
     ours, best = summaries["ours"], max(baselines, key=lambda s: s.success_mean)
@@ -321,9 +379,12 @@ def pretrain_key(cfg: TransferConfig, pretrain_seed: int) -> str:
 
 
 def pretrained_checkpoint(cfg: TransferConfig, pretrain_seed: int, say: Callable[[str], None]) -> Path:
-    """The cached checkpoint of this pretraining, trained (or finished, after a stop) first if needed."""
+    """The given checkpoint, or the cached one of this pretraining, trained (or finished, after
+    a stop) first if needed."""
     import fcntl
 
+    if cfg.checkpoint:
+        return Path(cfg.checkpoint)
     out = Path(cfg.cache_dir) / pretrain_key(cfg, pretrain_seed)
     out.mkdir(parents=True, exist_ok=True)
     # Sweep jobs that need the same pretraining run at once: one trains, the others wait on
@@ -355,14 +416,24 @@ def _pretrain_once(cfg: TransferConfig, pretrain_seed: int, out: Path, say: Call
     return ckpt
 
 
+def demo_domain(cfg: TransferConfig) -> Any:
+    """The target world the demos come from: the target's spawn regions scaled by
+    demo_init_range_scale (the same world when it is 1)."""
+    if cfg.demo_init_range_scale == 1.0:
+        return cfg.target_domain
+    scale = cfg.target_domain.init_range_scale * cfg.demo_init_range_scale
+    return replace(cfg.target_domain, init_range_scale=scale, name=f"{cfg.target_domain.name}(demos x{scale:g})")
+
+
 def target_demos(cfg: TransferConfig, seed: int, out: Path) -> Path:
-    """`demos` scripted-expert episodes in the target world (seeds 50,000 + 1,000 * seed + k)."""
+    """`demos` scripted-expert episodes in the target world (seeds 50,000 + 1,000 * seed + k),
+    from `demo_domain`'s spawn regions."""
     from tasks.collect import CollectConfig, collect_demos
 
     path = out / f"seed{seed}" / "target_demos.h5"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        collect_demos(CollectConfig(task=_task_config(cfg.task), domain=cfg.target_domain,
+        collect_demos(CollectConfig(task=_task_config(cfg.task), domain=demo_domain(cfg),
                                     backend=cfg.target_backend, episodes=cfg.demos, seed=50_000 + 1_000 * seed,
                                     out=str(path)))
     return path
@@ -389,17 +460,68 @@ def _finetune(overrides: list[str], like: Any = None) -> str:
     return finetune(run).checkpoint
 
 
-def train_method(cfg: TransferConfig, method: str, seed: int, pretrained: Path, demos: Path, out: Path) -> Any:
+def _scratch_overrides(cfg: TransferConfig, pre: Any) -> list[str]:
+    """A from-scratch finetuning run of the pretrained checkpoint's architecture and objective."""
+    return ["checkpoint=null", "scratch=true", f"task={cfg.task}", f"model={pre.model_config.name}",
+            f"objective={pre.extra['objective_config']['name']}"]
+
+
+def sim_demos(pretrained: Path, contract: Any) -> list[Any]:
+    """The sim demos the pretraining was given (its checkpoint records the file and how many)."""
+    from sim2real.checkpoint import load_checkpoint
+    from sim2real.data import read_episodes
+
+    demos = load_checkpoint(pretrained).extra.get("demos")
+    if not demos or not Path(demos["path"]).is_file():
+        where = f"{demos['path']} is missing" if demos else "it does not record its demos (an older checkpoint)"
+        raise FileNotFoundError(f"{pretrained}: the sim-demo baselines need the pretraining's demos, but {where}")
+    _, episodes = read_episodes(demos["path"], contract=contract)
+    return episodes[:int(demos["episodes"])]
+
+
+def offline_checkpoint(cfg: TransferConfig, pretrained: Path, say: Callable[[str], None]) -> Path:
+    """`wm_offline`'s starting point: the world model and objective trained offline on the sim
+    demos for as many updates as the pretraining made, cached beside that pretraining."""
+    import fcntl
+
+    from sim2real.checkpoint import load_checkpoint
+
+    pre = load_checkpoint(pretrained)
+    steps = cfg.wm_offline_steps or int(pre.extra.get("updates", 0)) or 1
+    out = pretrained.parents[1] / f"wm_offline_{steps}"
+    ckpt, done = out / "checkpoints" / "last.pt", out / "done.json"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and ckpt.exists():
+            return ckpt
+        demos = pre.extra.get("demos")
+        if not demos:
+            raise FileNotFoundError(f"{pretrained}: wm_offline needs the pretraining's demos; the checkpoint does not "
+                                    "record them (an older checkpoint)")
+        say(f"wm_offline: {steps} offline updates on {demos['path']} into {out}")
+        # All sim demos train (no held-out split): pretraining had no selection either.
+        _finetune([*_scratch_overrides(cfg, pre), f"demos={demos['path']}", f"num_demos={demos['episodes']}",
+                   f"steps={steps}", "holdout=0",
+                   "seed=1", f"out_dir={out}", f"device={cfg.device}", "eval_backend=", *cfg.scratch], like=pre)
+        atomic_write(done, json.dumps({"steps": steps, "pretrained": str(pretrained)}))
+    return ckpt
+
+
+def train_method(cfg: TransferConfig, method: str, seed: int, pretrained: Path, demos: Path, out: Path,
+                 say: Callable[[str], None] = print) -> Any:
     """The trained policy of one method and seed (anything with act/reset)."""
     import torch
 
-    from sim2real.bc import BCConfig, train_bc
+    from sim2real.bc import BCConfig, cotrain_weights, train_bc
     from sim2real.checkpoint import load_checkpoint
     from sim2real.config import PlannerConfig, load_preset
     from sim2real.data import read_episodes
     from sim2real.device import resolve_device
     from sim2real.inference import load_policy
 
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: expected one of {list(METHODS)}")
     device = resolve_device(cfg.device)
     planner = load_preset("planner", "policy", PlannerConfig)
     run_dir = out / f"seed{seed}" / method
@@ -408,18 +530,26 @@ def train_method(cfg: TransferConfig, method: str, seed: int, pretrained: Path, 
         return load_policy(pretrained, planner, device)
     if method == "ours":
         return load_policy(_finetune([f"checkpoint={pretrained}", *common, *cfg.finetune]), planner, device)
+    if method == "wm_offline":
+        offline = offline_checkpoint(cfg, pretrained, say)
+        return load_policy(_finetune([f"checkpoint={offline}", *common, *cfg.finetune]), planner, device)
+    pre = load_checkpoint(pretrained)
     if method == "wm_scratch":
-        pre = load_checkpoint(pretrained)
-        scratch = ["checkpoint=null", "scratch=true", f"task={cfg.task}", f"model={pre.model_config.name}",
-                   f"objective={pre.extra['objective_config']['name']}", f"steps={cfg.scratch_steps}", *common,
-                   *cfg.scratch]
+        scratch = [*_scratch_overrides(cfg, pre), f"steps={cfg.scratch_steps}", *common, *cfg.scratch]
         return load_policy(_finetune(scratch, like=pre), planner, device)
-    if method == "bc":
-        pre_contract = load_checkpoint(pretrained).contract
-        _, episodes = read_episodes(demos, contract=pre_contract)
-        with torch.random.fork_rng():
-            return train_bc(episodes, pre_contract, BCConfig(**{"seed": seed, **cfg.bc}), device=device)
-    raise ValueError(f"method {method!r}: expected one of {list(METHODS)}")
+    _, episodes = read_episodes(demos, contract=pre.contract)
+    bc = BCConfig(**{"seed": seed, **cfg.bc})
+    with torch.random.fork_rng():
+        if method == "bc":
+            return train_bc(episodes, pre.contract, bc, device=device)
+        sim = sim_demos(pretrained, pre.contract)
+        if method == "bc_cotrain":
+            return train_bc(sim + episodes, pre.contract, bc, device=device,
+                            episode_weights=cotrain_weights(sim, episodes, cfg.cotrain_target_fraction))
+        # bc_finetune: BC on the sim demos, then (its normalisation kept) on the target demos
+        start = train_bc(sim, pre.contract, bc, device=device)
+        second = BCConfig(**{**asdict(bc), "steps": cfg.bc_finetune_steps, "lr": cfg.bc_finetune_lr})
+        return train_bc(episodes, pre.contract, second, device=device, init=start)
 
 
 def run_transfer(cfg: TransferConfig, say: Callable[[str], None] = print) -> dict[str, MethodSummary]:
@@ -452,7 +582,7 @@ def run_transfer(cfg: TransferConfig, say: Callable[[str], None] = print) -> dic
             demos = target_demos(cfg, seed, out)
             for method in todo:
                 start = time.perf_counter()
-                policy = train_method(cfg, method, seed, pretrained, demos, out)
+                policy = train_method(cfg, method, seed, pretrained, demos, out, say)
                 trained = time.perf_counter()
                 stats = evaluate_policy(policy, env, cfg.eval_episodes, seed=eval_seed(seed))
                 successes = round(stats.success_at_end * cfg.eval_episodes)

@@ -94,3 +94,21 @@ def test_bc_refuses_no_episodes_and_a_bad_chunk():
         train_bc([], contract, BCConfig())
     with pytest.raises(ValueError, match="chunk=0"):
         BCPolicy(contract, BCConfig(chunk=0))
+
+
+def test_bc_continues_a_policy_keeping_its_normalisation_and_follows_episode_weights():
+    contract, episodes = _line_episodes()
+    first = train_bc(episodes[:2], contract, BCConfig(hidden_dim=64, steps=200, batch_size=32))
+    mean, std = first.state_mean.clone(), first.state_std.clone()
+    # the other episodes' actions flipped: a continued policy must move to them, keeping the statistics
+    flipped = [Episode(obs=e.obs, actions=-e.actions, rewards=e.rewards, success=e.success) for e in episodes[2:]]
+    second = train_bc(flipped, contract, BCConfig(hidden_dim=64, steps=300, batch_size=32, lr=1e-3), init=first)
+    assert second is first and torch.equal(second.state_mean, mean) and torch.equal(second.state_std, std)
+    obs = {"qpos": flipped[0].obs["qpos"][:-1]}
+    assert (second.act(obs) - flipped[0].actions).abs().mean() < 0.15
+    # weight 0 on the original episodes: only the flipped ones are fitted
+    mixed = train_bc(episodes[:2] + flipped, contract, BCConfig(hidden_dim=64, steps=600, batch_size=32),
+                     episode_weights=[0.0, 0.0, 1.0, 1.0])
+    assert (mixed.act(obs) - flipped[0].actions).abs().mean() < 0.15
+    with pytest.raises(ValueError, match="episode_weights needs 4 non-negative weights"):
+        train_bc(episodes, contract, BCConfig(steps=1), episode_weights=[1.0, 1.0])

@@ -50,8 +50,8 @@ def test_the_main_command_runs_every_phase_and_writes_the_report(tmp_path):
     assert (report / "deployed_episode.mp4").stat().st_size > 1000
     with open(report / "success_table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["method"] for r in rows] == ["zero_shot", "finetuned", "bc", "finetuned"]
-    assert [r["episodes"] for r in rows] == ["2", "2", "2", "1"]
+    assert [r["method"] for r in rows] == ["zero_shot", "finetuned", "bc", "bc_cotrain", "finetuned"]
+    assert [r["episodes"] for r in rows] == ["2", "2", "2", "2", "1"]
     for r in rows:
         assert 0.0 <= float(r["ci95_low"]) <= float(r["success"]) <= float(r["ci95_high"]) <= 1.0
     assert "| zero_shot |" in (report / "success_table.md").read_text()

@@ -19,7 +19,8 @@ from sim2real.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from sim2real.config import ModelConfig, PlannerConfig, load_preset  # noqa: E402
 from sim2real.contract import ContractMismatch  # noqa: E402
 from sim2real.data import DatasetError, DatasetMetadata, Episode, read_episodes, write_dataset  # noqa: E402
-from sim2real.finetune import FinetuneConfig, Finetuner, file_sha256, finetune  # noqa: E402
+from sim2real.finetune import (FinetuneConfig, Finetuner, Selection, file_sha256, finetune,  # noqa: E402
+                               heldout_action_mse, split_holdout)
 from sim2real.imitation import CONFIGS, make_objective  # noqa: E402
 from sim2real.inference import load_policy  # noqa: E402
 from sim2real.pretrain import PretrainConfig, pretrain, state_statistics  # noqa: E402
@@ -200,7 +201,9 @@ def test_scratch_trains_the_same_world_model_on_the_demos_alone(tmp_path, target
     assert ckpt.extra["pretrained"] is None and ckpt.extra["stage"] == "finetune"
     assert ckpt.model_config.latent_dim == 32 and ckpt.extra["objective_config"]["name"] == objective
     _, episodes = read_episodes(target_demos)
-    mean, std = state_statistics(episodes, ckpt.contract)
+    trained, held_out = split_holdout(episodes, cfg.holdout, cfg.seed)
+    assert len(held_out) == 1 and ckpt.extra["selection"]["held_out_episodes"] == 1
+    mean, std = state_statistics(trained, ckpt.contract)  # the held-out episodes stay unseen
     assert torch.allclose(ckpt.model_state["_encoder.state_mean"], mean)
     assert torch.allclose(ckpt.model_state["_encoder.state_std"], std.clamp(min=cfg.state_std_floor))
     assert objective == "iq" or any(k.startswith("target_") for k in ckpt.extra["agent"]["objective"])
@@ -262,3 +265,54 @@ def test_the_script_evaluates_in_the_target_domain_and_prints_each_evaluation(tm
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ckpt.extra["frozen"] == ["encoder"] and [h["step"] for h in ckpt.extra["history"]] == [0, 2]
     assert (tmp_path / "eval.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("n,fraction,held", [(1, 0.2, 0), (2, 0.2, 1), (5, 0.2, 1), (10, 0.2, 2), (10, 0.5, 5),
+                                             (10, 0.0, 0), (3, 0.9, 2)])
+def test_the_held_out_split_never_shares_an_episode_with_the_training_split(target_demos, n, fraction, held):
+    _, episodes = read_episodes(target_demos)
+    episodes = [replace(episodes[i % len(episodes)]) for i in range(n)]  # n distinct episodes
+    for seed in range(5):
+        trained, held_out = split_holdout(episodes, fraction, seed)
+        assert len(held_out) == held and len(trained) + len(held_out) == n
+        assert not {id(e) for e in trained} & {id(e) for e in held_out}
+    again = [[id(e) for e in part] for part in split_holdout(episodes, fraction, 1)]
+    assert again == [[id(e) for e in part] for part in split_holdout(episodes, fraction, 1)]
+    with pytest.raises(ValueError, match="holdout=1.0"):
+        split_holdout(episodes, 1.0, 0)
+
+
+def test_selection_restores_the_best_held_out_weights(pretrained, target_demos):
+    ckpt = load_checkpoint(pretrained)
+    model = ckpt.build_model("cpu")
+    objective = make_objective(tiny_objective(), model)
+    _, episodes = read_episodes(target_demos)
+    selection = Selection(episodes, patience=2)
+    first = selection.check(0, model, objective, ckpt.contract, torch.device("cpu"))
+    assert first == pytest.approx(heldout_action_mse(model, ckpt.contract, episodes, torch.device("cpu")))
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():  # a prior that always pushes its action to one corner scores worse
+        model._pi[-1].bias.add_(50.0)
+    assert selection.check(10, model, objective, ckpt.contract, torch.device("cpu")) > first
+    assert not selection.exhausted
+    selection.check(20, model, objective, ckpt.contract, torch.device("cpu"))
+    assert selection.exhausted and selection.best_step == 0
+    selection.restore(model, objective)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in kept.items())
+    assert selection.summary()["scores"][0] == [0, first]
+
+
+def test_finetuning_keeps_the_pretrained_weights_when_updates_only_hurt(tmp_path, pretrained, target_demos):
+    """A learning rate that wrecks the prior: the run stops after `patience` worse checks and
+    its checkpoint is the pretrained model."""
+    cfg = small(tmp_path, pretrained, target_demos, steps=40, select_every=5, patience=2)
+    cfg.agent.lr = 5.0
+    run = finetune(cfg)
+    ckpt = load_checkpoint(run.checkpoint)
+    selection = ckpt.extra["selection"]
+    assert selection["best_step"] == 0 and run.updates == 10
+    assert [s[0] for s in selection["scores"]] == [0, 5, 10]
+    before = load_checkpoint(pretrained).model_state
+    assert all(torch.equal(before[k], v) for k, v in ckpt.model_state.items() if not k.startswith("_encoder.state_"))
+    rows = (tmp_path / "select.csv").read_text().splitlines()
+    assert rows[0] == "step,wall_s,heldout_action_mse" and len(rows) == 4

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from sim2real.config import CONFIG_DIR
-from sim2real.transfer import RESULT_FIELDS, TransferConfig, domain_with, parse_args, run_record
+from sim2real.transfer import METHODS, RESULT_FIELDS, TransferConfig, domain_with, parse_args, run_record
 from transfer_tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,17 +103,16 @@ def test_a_two_seed_sweep_shares_its_pretraining_and_aggregates_into_one_table(t
 
     done = run_script(tmp_path, "aggregate_transfer.py", str(sweep), f"out={tmp_path / 'table'}")
     found = {m.group(1): m for m in (re.fullmatch(LINE, line) for line in done.stdout.splitlines()) if m}
-    assert sorted(found) == ["bc", "ours", "wm_scratch", "zero_shot"], done.stdout
+    assert sorted(found) == sorted(METHODS), done.stdout
     assert all(m.group(2) == "2" for m in found.values())
     assert "transfer_gap task=push_cube" in done.stdout
     group = next(p for p in (tmp_path / "table").iterdir() if p.is_dir())
     with open(group / "results.csv", newline="") as f:
         merged = list(csv.DictReader(f))
     assert sorted((r["method"], r["seed"]) for r in merged) == sorted(
-        (m, s) for m in ("bc", "ours", "wm_scratch", "zero_shot") for s in ("0", "1"))
+        (m, s) for m in METHODS for s in ("0", "1"))
     with open(tmp_path / "table" / "table.csv", newline="") as f:
-        assert [(r["method"], r["seeds"]) for r in csv.DictReader(f)] == [
-            ("ours", "2"), ("zero_shot", "2"), ("bc", "2"), ("wm_scratch", "2")]
+        assert [(r["method"], r["seeds"]) for r in csv.DictReader(f)] == [(m, "2") for m in METHODS]
     assert (group / "transfer.png").exists() and "| ours | 2 | 4 |" in (tmp_path / "table" / "table.md").read_text()
 
 
@@ -186,3 +185,18 @@ def test_no_runs_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "aggregate_transfer.py"), str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "aggregate_transfer: no transfer runs" in done.stderr
+
+
+def test_a_sweep_over_demos_gets_a_success_against_demos_plot(tmp_path):
+    for demos, (ours, bc) in {5: (4, 1), 10: (6, 3), 20: (8, 6)}.items():
+        cfg = TransferConfig(task="pick_cube", demos=demos)
+        write_run(tmp_path / "sweep" / f"d{demos}", cfg, [("ours", 0, ours), ("bc", 0, bc), ("ours", 1, ours)])
+    # another experiment at one demo count only: no plot of its own
+    write_run(tmp_path / "sweep" / "single", TransferConfig(task="push_cube", demos=5), [("ours", 0, 5)])
+    lines = []
+    groups = aggregator.aggregate([tmp_path / "sweep"], tmp_path / "out", say=lines.append)
+    assert len(groups) == 4
+    plots = sorted((tmp_path / "out").glob("demos_*.png"))
+    assert [p.name.split("_")[1] for p in plots] == ["pick"]
+    assert plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any("success against target demos" in line for line in lines)

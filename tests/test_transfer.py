@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sim2real.transfer import (MethodSummary, TransferConfig, domain_with, gap_line, parse_args, summarise,
-                               transfer_line)
+from sim2real.bc import cotrain_weights
+from sim2real.transfer import (METHODS, MethodSummary, TransferConfig, demo_domain, domain_with, gap_line, parse_args,
+                               summarise, transfer_line)
 from transfer_tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,10 @@ def test_arguments_are_routed_to_pretraining_finetuning_bc_and_the_domains():
     (["target_domain=moon"], "'moon': not a preset"),
     (["demos=0"], "must all be >= 1"),
     (["pretrain=steps"], "one by one"),
+    (["demo_init_range_scale=0"], "demo_init_range_scale=0.0: expected a number > 0"),
+    (["demo_init_range_scale=wide"], "demo_init_range_scale=wide: expected a number"),
+    (["cotrain_target_fraction=1"], "expected a fraction in \\(0, 1\\)"),
+    (["bc_finetune_steps=0"], "bc_finetune_steps must be >= 1"),
 ])
 def test_bad_arguments_are_refused_naming_them(argv, message):
     with pytest.raises(ValueError, match=message):
@@ -68,7 +73,7 @@ def test_summary_takes_the_wider_of_the_seed_spread_and_the_episode_count():
         summarise(rows("bc", [1]), "wm_scratch")
 
 
-def test_gap_line_compares_ours_with_the_best_offline_baseline():
+def test_gap_line_compares_ours_with_the_best_of_every_baseline():
     cfg = TransferConfig()
     ours = MethodSummary("ours", 5, 200, 250, 0.8, 0.7, 0.9, [])
     bc = MethodSummary("bc", 5, 100, 250, 0.4, 0.3, 0.5, [])
@@ -78,9 +83,44 @@ def test_gap_line_compares_ours_with_the_best_offline_baseline():
     scratch.ci95_high = 0.75
     assert "cis_overlap=true" in gap_line(cfg, {"ours": ours, "bc": bc, "wm_scratch": scratch})
     assert gap_line(cfg, {"ours": ours}) is None
+    # the sim-data baselines and zero-shot count as much as the target-only ones
+    for name in ("bc_cotrain", "bc_finetune", "wm_offline", "zero_shot"):
+        best = MethodSummary(name, 5, 210, 250, 0.84, 0.75, 0.9, [])
+        line = gap_line(cfg, {"ours": ours, "bc": bc, name: best})
+        assert f"best_baseline={name}" in line and "gap_points=-4.0" in line
     assert transfer_line(cfg, ours) == ("transfer task=push_cube source=maniskill:source target=maniskill:target "
                                         "method=ours demos=20 seeds=5 success_mean=0.800 ci95_low=0.700 "
                                         "ci95_high=0.900")
+
+
+def test_the_new_settings_are_parsed():
+    cfg = parse_args(["demo_init_range_scale=0.5", "cotrain_target_fraction=0.3", "bc_finetune_steps=200",
+                      "bc_finetune_lr=1e-4", "wm_offline_steps=300"])
+    assert (cfg.demo_init_range_scale, cfg.cotrain_target_fraction) == (0.5, 0.3)
+    assert (cfg.bc_finetune_steps, cfg.bc_finetune_lr, cfg.wm_offline_steps) == (200, 1e-4, 300)
+    assert list(TransferConfig().methods) == list(METHODS) and len(METHODS) == 7
+
+
+def test_target_demos_come_from_a_narrower_spawn_region_than_the_evaluation():
+    cfg = parse_args(["target_domain.init_range_scale=1.5", "demo_init_range_scale=0.5"])
+    demos = demo_domain(cfg)
+    assert cfg.target_domain.init_range_scale == 1.5 and demos.init_range_scale == pytest.approx(0.75)
+    assert demos.friction_scale == cfg.target_domain.friction_scale and demos.name != cfg.target_domain.name
+    plain = parse_args([])
+    assert demo_domain(plain) is plain.target_domain
+
+
+def test_cotraining_draws_the_asked_share_of_pairs_from_the_target_demos():
+    class E:
+        def __init__(self, length):
+            self.length = length
+
+    sim, target = [E(50)] * 8, [E(40), E(60)]
+    weights = cotrain_weights(sim, target, 0.3)
+    pairs = [e.length * w for e, w in zip(sim + target, weights)]
+    assert sum(pairs[8:]) / sum(pairs) == pytest.approx(0.3)
+    # pairs within a group are equally likely
+    assert len(set(weights[:8])) == 1 and weights[8] == weights[9]
 
 
 def run_benchmark(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -98,26 +138,29 @@ def test_a_tiny_run_prints_the_table_writes_its_files_and_continues_from_them(tm
     pattern = (r"transfer task=push_cube source=mujoco:source target=mujoco:target method=(\w+) demos=2 seeds=1 "
                r"success_mean=([\d.]+) ci95_low=([\d.]+) ci95_high=([\d.]+)")
     found = {m.group(1): m for m in map(lambda s: re.fullmatch(pattern, s), lines) if m}
-    assert sorted(found) == ["bc", "ours", "wm_scratch", "zero_shot"], done.stdout[-3000:]
+    assert sorted(found) == sorted(METHODS), done.stdout[-3000:]
     for m in found.values():
         assert 0.0 <= float(m.group(3)) <= float(m.group(2)) <= float(m.group(4)) <= 1.0
     assert "transfer_gap task=push_cube" in done.stdout
     run = tmp_path / "run"
     with open(run / "results.csv", newline="") as f:
         results = list(csv.DictReader(f))
-    assert sorted(r["method"] for r in results) == ["bc", "ours", "wm_scratch", "zero_shot"]
+    assert sorted(r["method"] for r in results) == sorted(METHODS)
     assert all(r["episodes"] == "2" and r["seed"] == "0" for r in results)
     with open(run / "summary.csv", newline="") as f:
-        assert [r["method"] for r in csv.DictReader(f)] == ["ours", "zero_shot", "bc", "wm_scratch"]
+        assert [r["method"] for r in csv.DictReader(f)] == list(METHODS)
     assert (run / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run / "seed0" / "target_demos.h5").exists()
     ours = run / "seed0" / "ours" / "checkpoints" / "last.pt"
     assert ours.exists()
+    # wm_offline trained offline on the cached pretraining's sim demos, then finetuned like ours
+    assert list((tmp_path / "cache").glob("*/seed0/wm_offline_5/checkpoints/last.pt"))
+    assert (run / "seed0" / "wm_offline" / "checkpoints" / "last.pt").exists()
     # The same out_dir again: nothing is retrained, the table is the same.
     mtime = ours.stat().st_mtime_ns
     again = run_benchmark(tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "4 (method, seed) results already there" in again.stdout
+    assert "7 (method, seed) results already there" in again.stdout
     assert [line for line in again.stdout.splitlines() if line.startswith("transfer ")] == lines
     assert ours.stat().st_mtime_ns == mtime
     # One more seed reuses the cached pretraining and adds seed 1 only.
@@ -130,3 +173,13 @@ def test_a_tiny_run_prints_the_table_writes_its_files_and_continues_from_them(tm
     # Other settings in the same out_dir are refused.
     refused = run_benchmark(tmp_path, "demos=3")
     assert refused.returncode != 0 and "holds a run with other settings" in refused.stderr
+    # A pretrained checkpoint from elsewhere (e.g. pretrain_curve) is used as is, with its recorded sim demos.
+    (checkpoint,) = (tmp_path / "cache").glob("*/seed0/checkpoints/last.pt")
+    given = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer.py"), *[a for a in TINY if not
+                            a.startswith("pretrain.")], f"checkpoint={checkpoint}", "methods=[zero_shot,bc_cotrain]",
+                            f"out_dir={tmp_path / 'given'}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert given.returncode == 0, given.stderr[-3000:]
+    assert "pretraining on" not in given.stdout and "method=bc_cotrain" in given.stdout
+    wrong = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer.py"), "task=pick_cube",
+                            f"checkpoint={checkpoint}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert wrong.returncode != 0 and "of task 'push_cube'; expected a pretrained one of task 'pick_cube'" in wrong.stderr
