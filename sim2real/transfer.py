@@ -42,6 +42,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -375,7 +376,10 @@ def pretrain_key(cfg: TransferConfig, pretrain_seed: int) -> str:
     spec = {"task": cfg.task, "backend": cfg.source_backend, "domain": asdict(cfg.source_domain),
             "overrides": sorted(f"{k}={v}" for k, v in last.items()), "seed": pretrain_seed}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{cfg.task}_{cfg.source_backend}_{cfg.source_domain.name}_{digest}/seed{pretrain_seed}"
+    # A domain named by its overrides, `source(init_range_scale=1.5)`, becomes `source-init_range_scale-1.5`:
+    # the path is passed on in Hydra overrides, whose grammar reserves parentheses, commas and "=".
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", cfg.source_domain.name).strip("-")
+    return f"{cfg.task}_{cfg.source_backend}_{name}_{digest}/seed{pretrain_seed}"
 
 
 def pretrained_checkpoint(cfg: TransferConfig, pretrain_seed: int, say: Callable[[str], None]) -> Path:
@@ -405,7 +409,8 @@ def _pretrain_once(cfg: TransferConfig, pretrain_seed: int, out: Path, say: Call
         return ckpt
     register_schemas()
     overrides = [f"task={cfg.task}", f"backend={cfg.source_backend}", f"seed={pretrain_seed + 1}",
-                 f"out_dir={out}", f"demos={out.parent / 'source_demos.h5'}", "resume=true", "eval_video=false",
+                 f"out_dir={out}", f"demos={out.parent / 'source_demos.h5'}", f"resume={str(ckpt.exists()).lower()}",
+                 "eval_video=false",
                  f"device={cfg.device}", *cfg.pretrain]
     run_cfg = pretrain_config(compose_config("pretrain", overrides))
     run_cfg.domain = cfg.source_domain

@@ -11,7 +11,7 @@ import pytest
 
 from sim2real.bc import cotrain_weights
 from sim2real.transfer import (METHODS, MethodSummary, TransferConfig, demo_domain, domain_with, gap_line, parse_args,
-                               summarise, transfer_line)
+                               pretrain_key, summarise, transfer_line)
 from transfer_tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +108,13 @@ def test_target_demos_come_from_a_narrower_spawn_region_than_the_evaluation():
     assert demos.friction_scale == cfg.target_domain.friction_scale and demos.name != cfg.target_domain.name
     plain = parse_args([])
     assert demo_domain(plain) is plain.target_domain
+
+
+def test_a_cache_key_of_a_domain_with_overrides_is_a_path_hydra_overrides_can_carry():
+    cfg = parse_args(["source_domain.init_range_scale=1.5", "source_domain.friction_scale=0.5"])
+    key = pretrain_key(cfg, 0)
+    assert cfg.source_domain.name == "source(init_range_scale=1.5,friction_scale=0.5)"
+    assert not set("(),=") & set(key) and "source-init_range_scale-1.5-friction_scale-0.5_" in key
 
 
 def test_cotraining_draws_the_asked_share_of_pairs_from_the_target_demos():
