@@ -471,16 +471,21 @@ def _scratch_overrides(cfg: TransferConfig, pre: Any) -> list[str]:
             f"objective={pre.extra['objective_config']['name']}"]
 
 
-def sim_demos(pretrained: Path, contract: Any) -> list[Any]:
-    """The sim demos the pretraining was given (its checkpoint records the file and how many)."""
-    from sim2real.checkpoint import load_checkpoint
-    from sim2real.data import read_episodes
-
-    demos = load_checkpoint(pretrained).extra.get("demos")
+def recorded_demos(pre: Any, pretrained: Path) -> dict[str, Any]:
+    """The sim demos a loaded pretraining checkpoint records (file and count), checked to exist."""
+    demos = pre.extra.get("demos")
     if not demos or not Path(demos["path"]).is_file():
         where = f"{demos['path']} is missing" if demos else "it does not record its demos (an older checkpoint)"
         raise FileNotFoundError(f"{pretrained}: the sim-demo baselines need the pretraining's demos, but {where}")
-    _, episodes = read_episodes(demos["path"], contract=contract)
+    return demos
+
+
+def sim_demos(pre: Any, pretrained: Path) -> list[Any]:
+    """The sim demos the pretraining was given, read against its contract."""
+    from sim2real.data import read_episodes
+
+    demos = recorded_demos(pre, pretrained)
+    _, episodes = read_episodes(demos["path"], contract=pre.contract)
     return episodes[:int(demos["episodes"])]
 
 
@@ -500,10 +505,7 @@ def offline_checkpoint(cfg: TransferConfig, pretrained: Path, say: Callable[[str
         fcntl.flock(lock, fcntl.LOCK_EX)
         if done.exists() and ckpt.exists():
             return ckpt
-        demos = pre.extra.get("demos")
-        if not demos:
-            raise FileNotFoundError(f"{pretrained}: wm_offline needs the pretraining's demos; the checkpoint does not "
-                                    "record them (an older checkpoint)")
+        demos = recorded_demos(pre, pretrained)
         say(f"wm_offline: {steps} offline updates on {demos['path']} into {out}")
         # All sim demos train (no held-out split): pretraining had no selection either.
         _finetune([*_scratch_overrides(cfg, pre), f"demos={demos['path']}", f"num_demos={demos['episodes']}",
@@ -547,7 +549,7 @@ def train_method(cfg: TransferConfig, method: str, seed: int, pretrained: Path, 
     with torch.random.fork_rng():
         if method == "bc":
             return train_bc(episodes, pre.contract, bc, device=device)
-        sim = sim_demos(pretrained, pre.contract)
+        sim = sim_demos(pre, pretrained)
         if method == "bc_cotrain":
             return train_bc(sim + episodes, pre.contract, bc, device=device,
                             episode_weights=cotrain_weights(sim, episodes, cfg.cotrain_target_fraction))
