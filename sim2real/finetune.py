@@ -97,6 +97,10 @@ class FinetuneConfig:
             last weights are kept).
         select_every: updates between held-out checks (the first is before any update).
         patience: stop after this many checks in a row without a better held-out score (0: never).
+        sim_demos: share of every expert half drawn from the sim demos the pretrained
+            checkpoint records (`extra["demos"]`), the rest from the target demos: an anchor
+            against forgetting what pretraining learnt where the few target demos do not reach
+            (0: target demos only; needs a checkpoint that records its demos).
         state_std_floor: raise the encoder's normalisation std to at least this (state units)
             before finetuning; 0 keeps it. Features nearly constant in the sim demos (the
             goal's height: std 1e-6) turn any target sensor noise into inputs of 10^3-10^4
@@ -129,6 +133,7 @@ class FinetuneConfig:
     holdout: float = 0.2
     select_every: int = 50
     patience: int = 4
+    sim_demos: float = 0.0
     state_std_floor: float = STATE_STD_FLOOR
     out_dir: str = ""
     task: Any = None
@@ -370,6 +375,7 @@ class Start:
     episode_length: int
     pretrained: dict[str, Any] | None
     online_buffer: dict[str, Any] | None
+    sim_demos: dict[str, Any] | None = None
 
 
 def _task_from_checkpoint(ckpt: Checkpoint) -> Any:
@@ -419,7 +425,7 @@ def load_start(cfg: FinetuneConfig, device: torch.device) -> Start:
                      if k in ckpt.extra}}
     length = int(ckpt.extra.get("episode_length", 0)) or (task.episode_length if task else 0) or 50
     return Start(model, objective, objective_config, ckpt.contract, task, length, pretrained,
-                 ckpt.extra.get("online_buffer"))
+                 ckpt.extra.get("online_buffer"), ckpt.extra.get("demos"))
 
 
 class Finetuner:
@@ -451,6 +457,7 @@ class Finetuner:
         if self.floored:
             say(f"state normalisation: std raised to state_std_floor={cfg.state_std_floor} in dims {self.floored}")
         self.expert = expert_buffer(self.demos, horizon, device=self.device)
+        self.sim_expert = self._sim_demo_buffer(say) if cfg.sim_demos > 0 else None
         self.behaviour: EpisodeBuffer | None = None
         if cfg.behaviour == "sim_buffer":
             if start.online_buffer is None:
@@ -463,12 +470,33 @@ class Finetuner:
                            frozen=cfg.freeze)
         self.updates = 0
 
+    def _sim_demo_buffer(self, say: Callable[[str], None]) -> EpisodeBuffer:
+        """The pretraining's sim demos, for `sim_demos`' share of every expert half."""
+        cfg, recorded = self.cfg, self.start.sim_demos
+        if not 0.0 < cfg.sim_demos < 1.0:
+            raise ValueError(f"sim_demos={cfg.sim_demos}: expected a fraction in [0, 1)")
+        if cfg.scratch or not recorded or not Path(recorded["path"]).is_file():
+            where = ("scratch=true has no pretraining" if cfg.scratch else
+                     f"{cfg.checkpoint} records no sim demos" if not recorded else f"{recorded['path']} is missing")
+            raise ValueError(f"sim_demos={cfg.sim_demos}: needs the pretraining's sim demos, but {where}; use sim_demos=0")
+        _, episodes = read_episodes(recorded["path"], contract=self.start.contract)
+        episodes = [e for e in episodes[:int(recorded["episodes"])] if e.length >= cfg.agent.horizon]
+        say(f"sim_demos={cfg.sim_demos}: {len(episodes)} sim demo episodes from {recorded['path']} in every expert half")
+        self.demo_info["sim_demos"] = {"path": recorded["path"], "episodes": len(episodes), "share": cfg.sim_demos}
+        return expert_buffer(episodes, cfg.agent.horizon, device=self.device)
+
+    def _expert_half(self, n: int) -> SliceBatch:
+        if self.sim_expert is None:
+            return self.expert.sample(n)
+        k = round(self.cfg.sim_demos * n)
+        return cat_batches(self.expert.sample(n - k), self.sim_expert.sample(k)) if k else self.expert.sample(n)
+
     def sample(self) -> tuple[SliceBatch, ImaginedBatch | None]:
         """One batch: demo slices (expert half) and the behaviour half (slices or imagined latents)."""
         half = self.cfg.agent.batch_size
-        expert = self.expert.sample(half)
+        expert = self._expert_half(half)
         if self.cfg.behaviour == "rollouts":
-            starts = self.expert.sample(half).obs
+            starts = self._expert_half(half).obs
             return expert, self.agent.imagine({k: v[0] for k, v in starts.items()}, self.cfg.agent.horizon)
         other = self.behaviour.sample(half) if self.behaviour is not None else self.expert.sample(half)
         return cat_batches(expert, other), None

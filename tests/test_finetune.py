@@ -316,3 +316,40 @@ def test_finetuning_keeps_the_pretrained_weights_when_updates_only_hurt(tmp_path
     assert all(torch.equal(before[k], v) for k, v in ckpt.model_state.items() if not k.startswith("_encoder.state_"))
     rows = (tmp_path / "select.csv").read_text().splitlines()
     assert rows[0] == "step,wall_s,heldout_action_mse" and len(rows) == 4
+
+
+def test_sim_demos_fill_their_share_of_every_expert_half_from_the_pretrainings_demos(tmp_path, pretrained,
+                                                                                     target_demos):
+    cfg = small(tmp_path, pretrained, target_demos, sim_demos=0.5, holdout=0)
+    tuner = Finetuner(cfg, say=lambda _: None)
+    recorded = load_checkpoint(pretrained).extra["demos"]
+    assert tuner.demo_info["sim_demos"] == {"path": recorded["path"], "episodes": 2, "share": 0.5}
+    _, sim = read_episodes(recorded["path"])
+    _, target = read_episodes(target_demos)
+
+    key = next(iter(sim[0].obs))  # the state feature's name
+
+    def source_of(slice_start: torch.Tensor) -> set[str]:
+        hits = set()
+        for name, episodes in (("sim", sim), ("target", target)):
+            for e in episodes:
+                if (torch.as_tensor(e.obs[key], dtype=slice_start.dtype) == slice_start).all(-1).any():
+                    hits.add(name)
+        return hits
+
+    slices, _ = tuner.sample()
+    firsts = slices.obs[key][0]  # (B, state_dim): the first step of each expert slice
+    found = [source_of(row) for row in firsts]
+    assert found[:4] == [{"target"}] * 4 and found[4:] == [{"sim"}] * 4
+    finetune(cfg)  # and it trains end to end
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").extra["demos"]["sim_demos"]["share"] == 0.5
+
+
+def test_sim_demos_need_a_checkpoint_that_records_its_demos(tmp_path, pretrained, target_demos):
+    ckpt = load_checkpoint(pretrained)
+    del ckpt.extra["demos"]
+    bare = save_checkpoint(tmp_path / "no_demos.pt", ckpt)
+    with pytest.raises(ValueError, match="sim_demos=0.5: .*no_demos.pt records no sim demos"):
+        finetune(small(tmp_path, bare, target_demos, sim_demos=0.5))
+    with pytest.raises(ValueError, match="sim_demos=1.0: expected a fraction"):
+        finetune(small(tmp_path, pretrained, target_demos, sim_demos=1.0))
