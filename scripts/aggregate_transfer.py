@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One transfer table from many runs: the jobs of a sweep (scripts/transfer.py -m), runs of
+"""One transfer table from many runs: the jobs of a sweep (benchmarks/transfer.py -m), runs of
 benchmarks/transfer.py, or both.
 
     python scripts/aggregate_transfer.py outputs/sweeps/transfer/2026-11-24_13-00-00

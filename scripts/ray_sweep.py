@@ -8,7 +8,7 @@
     python scripts/ray_sweep.py --dry-run target_domain.friction_scale=0.3,0.6 first_seed=0,1   # list the jobs
 
 The settings are benchmarks/transfer.py's `key=value` arguments; `key=a,b,c` sweeps over the
-values and several such keys over every combination, as `scripts/transfer.py -m` does
+values and several such keys over every combination, as `benchmarks/transfer.py -m` does
 (`methods=[ours,bc]` is one value). `--address local` (the default) starts a Ray head in this
 process on 127.0.0.1: run it inside a loopback-only network namespace (docs/scale_out.md,
 "Ray"); `auto`, `<host>:<port>` or `ray://<host>:10001` join a running cluster.

@@ -164,10 +164,11 @@ def _configs_dir() -> Iterator[None]:
             JobRuntime.instance().set("name", job_name)
 
 
-def compose_config(config_name: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose a config from `configs/` (tests, benchmarks, notebooks, and inside a Hydra app)."""
+def compose_config(config_name: str, overrides: list[str] | None = None, hydra_node: bool = False) -> DictConfig:
+    """Compose a config from `configs/` (tests, benchmarks, notebooks, and inside a Hydra app);
+    `hydra_node`: keep the `hydra` node (its overrides and the group choices made)."""
     with _configs_dir():
-        return compose(config_name=config_name, overrides=overrides or [])
+        return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=hydra_node)
 
 
 def preset_names(group: str) -> list[str]:

@@ -113,15 +113,6 @@ class Pipeline:
         self.pretrained = out / "pretrain" / "checkpoints" / "last.pt"
         self.finetuned = out / "finetune" / "checkpoints" / "last.pt"
 
-    # ---- helpers ----------------------------------------------------------------------------
-    def _groups(self) -> list[str]:
-        """The task and model groups as pretraining overrides: preset name, then every field."""
-        out = []
-        for group, value in (("task", self.task), ("model", self.model)):
-            out.append(f"{group}={value.name}")
-            out += [f"{group}.{k}={v}" for k, v in asdict(value).items() if k != "name"]
-        return out
-
     def run(self) -> dict[str, Any]:
         steps = {"demos": self.collect, "pretrain": self.pretrain, "record": self.record,
                  "finetune": self.finetune_phase, "evaluate": self.evaluate, "deploy": self.deploy,
@@ -168,19 +159,17 @@ class Pipeline:
 
     def pretrain(self) -> dict[str, Any]:
         from sim2real.bc import BCConfig, train_bc
-        from sim2real.config import compose_config
         from sim2real.evaluate import TRAINING_EVAL_SEED, evaluate_policy
-        from sim2real.pretrain import eval_line, load_demos, pretrain, pretrain_config, register_schemas
+        from sim2real.pretrain import load_demos
+        from sim2real.stages import pretrain_settings, run_pretrain
         import tasks
 
-        register_schemas()
         c = self.cfg
-        continued = (self.out / "pretrain" / "checkpoints" / "last.pt").exists()  # a fresh run has nothing to resume
-        overrides = [*self._groups(), f"backend={c.source_backend}", f"steps={c.pretrain_steps}",
-                     f"seed={c.seed}", f"demos={self.source_demos}", f"num_demos={c.source_demos}",
-                     f"out_dir={self.out / 'pretrain'}", f"resume={str(continued).lower()}", *c.pretrain]
-        run_cfg = pretrain_config(compose_config("pretrain", overrides))
-        run = pretrain(run_cfg, on_eval=lambda r: self.say(eval_line(run_cfg, r)))
+        continued = self.pretrained.exists()  # a fresh run has nothing to resume
+        run_cfg = pretrain_settings(c.pretrain, task=self.task, model=self.model, backend=c.source_backend,
+                                    steps=c.pretrain_steps, seed=c.seed, demos=str(self.source_demos),
+                                    num_demos=c.source_demos, out_dir=str(self.out / "pretrain"), resume=continued)
+        run = run_pretrain(run_cfg, self.say)
         env = tasks.make_env(run_cfg.task, backend=run_cfg.backend, num_envs=1, domain=run_cfg.domain)
         try:
             demos = load_demos(run_cfg, run_cfg.task, env.contract, self.say)
@@ -229,47 +218,40 @@ class Pipeline:
         return [str(self.bags / e.bag) for e in read_index(self.bags) if e.success]
 
     def finetune_phase(self) -> dict[str, Any]:
-        from sim2real.config import compose_config
-        from sim2real.finetune import eval_line, finetune, finetune_config, register_schemas
+        from sim2real.config import load_preset
+        from sim2real.data import DatasetConfig
+        from sim2real.stages import finetune_settings, run_finetune
 
-        register_schemas()
         c = self.cfg
-        bags = ",".join(self._demo_bags())
-        overrides = [f"checkpoint={self.pretrained}", f"demos=[{bags}]", "dataset=ros2_sim_panda",
-                     f"steps={c.finetune_steps}", f"seed={c.seed}", f"out_dir={self.out / 'finetune'}",
-                     "eval_backend=", *c.finetune]
-        run = finetune(finetune_config(compose_config("finetune", overrides)),
-                       on_eval=lambda r: self.say(eval_line(r)))
+        run_cfg = finetune_settings(c.finetune, checkpoint=str(self.pretrained), demos=self._demo_bags(),
+                                    dataset=load_preset("dataset", "ros2_sim_panda", DatasetConfig),
+                                    steps=c.finetune_steps, seed=c.seed, out_dir=str(self.out / "finetune"),
+                                    eval_backend="")
+        run = run_finetune(run_cfg, self.say)
         return {"checkpoint": run.checkpoint, "updates": run.updates, "updates_per_s": run.updates_per_s}
 
     def evaluate(self) -> dict[str, Any]:
-        import torch
-
         import tasks
-        from sim2real.bc import BCConfig, cotrain_weights, train_bc
+        from sim2real.bc import BCConfig
         from sim2real.config import PlannerConfig, load_preset
         from sim2real.data import DatasetConfig, read_episodes
-        from sim2real.evaluate import evaluate_policy
         from sim2real.inference import load_policy
+        from sim2real.stages import count_successes, train_bc_baseline
 
         planner = load_preset("planner", "policy", PlannerConfig)
         zero_shot = load_policy(self.pretrained, planner)
+        contract = zero_shot.contract
         dataset = load_preset("dataset", "ros2_sim_panda", DatasetConfig)
-        demos = [e for bag in self._demo_bags()
-                 for e in read_episodes(bag, dataset.format, dataset, contract=zero_shot.contract)[1]]
-        _, sim = read_episodes(self.source_demos, contract=zero_shot.contract)
-        with torch.random.fork_rng():
-            bc = train_bc(demos, zero_shot.contract, BCConfig(seed=self.cfg.seed), device="cpu")
-            bc_cotrain = train_bc(sim + demos, zero_shot.contract, BCConfig(seed=self.cfg.seed), device="cpu",
-                                  episode_weights=cotrain_weights(sim, demos, 0.5))
-        policies = {"zero_shot": zero_shot, "finetuned": load_policy(self.finetuned, planner), "bc": bc,
-                    "bc_cotrain": bc_cotrain}
+        demos = [e for bag in self._demo_bags() for e in read_episodes(bag, dataset.format, dataset, contract=contract)[1]]
+        _, sim = read_episodes(self.source_demos, contract=contract)
+        bc = BCConfig(seed=self.cfg.seed)
+        policies = {"zero_shot": zero_shot, "finetuned": load_policy(self.finetuned, planner),
+                    **{m: train_bc_baseline(m, demos, sim, contract, bc) for m in ("bc", "bc_cotrain")}}
         env = tasks.make_env(self.task, backend="mujoco", num_envs=1, domain=self.target)
         results = {}
         try:
             for name, policy in policies.items():
-                stats = evaluate_policy(policy, env, self.cfg.eval_episodes, seed=4_000_000 + 10_000 * self.cfg.seed)
-                successes = round(stats.success_at_end * self.cfg.eval_episodes)
+                successes = count_successes(policy, env, self.cfg.eval_episodes, seed=4_000_000 + 10_000 * self.cfg.seed)
                 results[name] = {"successes": successes, "episodes": self.cfg.eval_episodes}
                 self.say(f"evaluate method={name} target=mujoco:{self.target.name} success={successes}/"
                          f"{self.cfg.eval_episodes}")

@@ -5,9 +5,9 @@
     done = run_sweep(jobs, "outputs/sweeps/ray/v1", address="local", num_cpus_per_job=1)
     aggregate([Path("outputs/sweeps/ray/v1")], ...)       # sim2real/transfer_aggregate.py
 
-A job is the `key=value` arguments of benchmarks/transfer.py (`sim2real.transfer.parse_args`).
+A job is the `key=value` arguments of benchmarks/transfer.py (`config_from_overrides`).
 Its folder is `<n>_<task>_<source backend>-<target backend>_seed<first_seed>`, the name
-scripts/transfer.py -m gives it, and holds what a benchmark out_dir holds plus transfer.log.
+`benchmarks/transfer.py -m` gives it, and holds what a benchmark out_dir holds plus transfer.log.
 Every job's settings are checked before Ray starts. `address="local"` starts a Ray head in
 this process, bound to 127.0.0.1; "auto", "host:port" or "ray://host:10001" join a running
 cluster, whose nodes must see the sweep folder and cache_dir at the same absolute paths.
@@ -28,8 +28,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from hydra.errors import HydraException
+
 from sim2real.atomic import atomic_write
-from sim2real.transfer import parse_args, read_results, run_record, run_transfer
+from sim2real.transfer import run_transfer
+from sim2real.transfer_config import config_from_overrides
+from sim2real.transfer_report import read_results, run_record
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -113,8 +117,8 @@ def plan_jobs(jobs: list[list[str]], sweep_dir: str | Path) -> list[Job]:
             raise ValueError(f"job {n} ({' '.join(argv)}): out_dir is the sweep's (<sweep dir>/<job>); "
                              "give the sweep folder instead")
         try:
-            cfg = parse_args(argv)
-        except ValueError as e:
+            cfg = config_from_overrides(argv)
+        except (ValueError, HydraException) as e:
             raise ValueError(f"job {n} ({' '.join(argv)}): {e}") from None
         name = f"{n}_{cfg.task}_{cfg.source_backend}-{cfg.target_backend}_seed{cfg.first_seed}"
         given = [arg for arg in argv if not arg.startswith("cache_dir=")]
@@ -125,7 +129,7 @@ def plan_jobs(jobs: list[list[str]], sweep_dir: str | Path) -> list[Job]:
 def finished(job: Job) -> bool:
     """Whether an earlier call left every (method, seed) of this job in its folder, with its settings."""
     out = Path(job.out_dir)
-    cfg = parse_args(job.argv)
+    cfg = config_from_overrides(job.argv)
     config = out / "config.json"
     if not config.is_file() or json.loads(config.read_text()) != run_record(cfg):
         return False
@@ -135,10 +139,10 @@ def finished(job: Job) -> bool:
 
 def run_job(argv: list[str], out_dir: str) -> float:
     """One job, on a Ray worker: run_transfer into out_dir. Its lines are printed (Ray forwards
-    them to the driver) and kept with timestamps in <out_dir>/transfer.log, as scripts/transfer.py
+    them to the driver) and kept with timestamps in <out_dir>/transfer.log, as benchmarks/transfer.py
     does. Returns its run time in seconds."""
     start = time.perf_counter()
-    cfg = parse_args([*argv, f"out_dir={out_dir}"])
+    cfg = config_from_overrides([*argv, f"out_dir={out_dir}"])
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(out_dir) / "transfer.log", "a") as log:
         def say(line: str) -> None:

@@ -1,4 +1,4 @@
-"""Transfer runs merged into one table: the jobs of a sweep (scripts/transfer.py -m,
+"""Transfer runs merged into one table: the jobs of a sweep (benchmarks/transfer.py -m,
 scripts/ray_sweep.py), runs of benchmarks/transfer.py, or both.
 
 Every folder under the given ones that holds config.json and results.csv is a run. Runs
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sim2real.atomic import atomic_write
-from sim2real.transfer import RESULT_FIELDS, TransferConfig, load_run, report, run_record, summarise
+from sim2real.transfer_config import TransferConfig
+from sim2real.transfer_report import RESULT_FIELDS, load_run, report, run_record, summarise
 
 OVERRIDE_LISTS = ("pretrain", "finetune", "scratch")
 DUPLICATES = ("error", "first")

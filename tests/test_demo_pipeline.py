@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY = ["source_backend=mujoco", "source_demos=3", "pretrain_steps=60", "target_demos=4", "seed=0", "finetune_steps=5",
         "eval_episodes=2", "deploy_episodes=1", "transport=dds",
-        "pretrain=['seed_steps=40','eval_every=60','eval_episodes=2','agent.batch_size=16','model.latent_dim=32',"
-        "'model.enc_dim=32','model.mlp_dim=32','eval_video=false']",
+        "model.latent_dim=32", "model.enc_dim=32", "model.mlp_dim=32",
+        "pretrain=['seed_steps=40','eval_every=60','eval_episodes=2','agent.batch_size=16','eval_video=false']",
         "finetune=['agent.batch_size=16']"]
 
 
@@ -73,3 +73,10 @@ def test_the_main_command_runs_every_phase_and_writes_the_report(tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.count("done in an earlier run") == 6
     assert "[7/7] report: finished" in again.stdout
+
+
+def test_an_override_of_a_field_the_main_command_sets_is_refused(tmp_path):
+    # `model` is the main command's own group: inside pretrain=[...] it would be lost or win silently.
+    done = demo(tmp_path / "run", "pretrain=['model.latent_dim=16']")
+    assert done.returncode != 0
+    assert "pretrain overrides ['model.latent_dim=16']" in done.stderr and "['model'] set by the stage chain" in done.stderr

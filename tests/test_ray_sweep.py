@@ -20,7 +20,8 @@ import pytest
 
 from robot_bridge.netns import netns_command
 from sim2real.ray_sweep import Job, expand_grid, finished, plan_jobs, split_values
-from sim2real.transfer import RESULT_FIELDS, parse_args, run_record
+from sim2real.transfer_config import config_from_overrides
+from sim2real.transfer_report import RESULT_FIELDS, run_record
 from transfer_tiny import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +56,8 @@ def test_jobs_are_checked_and_named_before_anything_runs(tmp_path, monkeypatch):
     assert jobs[0].out_dir == str(tmp_path / "sweep" / jobs[0].name)
     # one cache for every job, wherever it runs
     assert jobs[0].argv[-1] == f"cache_dir={tmp_path / 'outputs/benchmarks/transfer/cache'}"
-    assert parse_args(plan_jobs([["cache_dir=c", "cache_dir=d"]], "s")[0].argv).cache_dir == str(tmp_path / "d")
-    with pytest.raises(ValueError, match=r"job 1 \(task=push_cube seedz=1\): .*unknown key 'seedz'"):
+    assert config_from_overrides(plan_jobs([["cache_dir=c", "cache_dir=d"]], "s")[0].argv).cache_dir == str(tmp_path / "d")
+    with pytest.raises(ValueError, match=r"job 1 \(task=push_cube seedz=1\): Could not override 'seedz'"):
         plan_jobs([["task=push_cube"], ["task=push_cube", "seedz=1"]], "sweep")
     with pytest.raises(ValueError, match="job 0 .*out_dir is the sweep's"):
         plan_jobs([["out_dir=elsewhere"]], "sweep")
@@ -64,7 +65,7 @@ def test_jobs_are_checked_and_named_before_anything_runs(tmp_path, monkeypatch):
 
 def write_results(out: Path, argv: list[str], pairs: list[tuple[str, int]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(run_record(parse_args(argv))))
+    (out / "config.json").write_text(json.dumps(run_record(config_from_overrides(argv))))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
         writer.writeheader()
@@ -103,10 +104,16 @@ def test_a_sweep_on_a_local_ray_head_records_a_failed_job_and_aggregates_the_oth
     if probe.returncode != 0:
         pytest.skip(f"no loopback-only network namespace here ({probe.stderr.strip()}); not starting Ray outside one")
     sweep = tmp_path / "sweep"
-    tiny = [a for a in TINY if not a.startswith("task=")]
-    # 2 tasks x 2 seeds: the two push_cube jobs share one pretraining; no_such_task has no
-    # preset, so both of its jobs fail when they start, and the push_cube jobs go on.
-    grid = ["task=push_cube,no_such_task", *tiny, "methods=[zero_shot,bc]", "cache_dir=cache", "first_seed=0,1"]
+    # A setting the sweep can check (a task preset) stops it before Ray starts, naming the job.
+    refused = in_loopback_namespace(tmp_path, "--address", "local", "--sweep-dir", str(sweep),
+                                    "task=push_cube,no_such_task", *TINY[1:])
+    assert refused.returncode != 0 and "job 1 (task=no_such_task" in refused.stderr
+    assert "Could not find 'task/no_such_task'" in refused.stderr and not sweep.exists()
+    tiny = [a for a in TINY if not a.startswith("pretrain.seed_steps=")]
+    # 2 values x 2 seeds: the two seed_steps=40 jobs share one pretraining; `forty` is only
+    # checked when pretraining composes its config, so both of its jobs fail when they start,
+    # and the others go on.
+    grid = ["pretrain.seed_steps=40,forty", *tiny, "methods=[zero_shot,bc]", "cache_dir=cache", "first_seed=0,1"]
     done = in_loopback_namespace(tmp_path, "--address", "local", "--num-cpus", "2", "--num-cpus-per-job", "1",
                                  "--sweep-dir", str(sweep), *grid)
     output = done.stdout + done.stderr
@@ -115,11 +122,11 @@ def test_a_sweep_on_a_local_ray_head_records_a_failed_job_and_aggregates_the_oth
     jobs = json.loads((sweep / "jobs.json").read_text())["jobs"]
     status = {j["name"]: j["status"] for j in jobs}
     assert status == {"0_push_cube_mujoco-mujoco_seed0": "ok", "1_push_cube_mujoco-mujoco_seed1": "ok",
-                      "2_no_such_task_mujoco-mujoco_seed0": "error", "3_no_such_task_mujoco-mujoco_seed1": "error"}
+                      "2_push_cube_mujoco-mujoco_seed0": "error", "3_push_cube_mujoco-mujoco_seed1": "error"}
     failed = jobs[2]
-    assert "task/no_such_task" in failed["error"]
-    assert "task/no_such_task" in (sweep / failed["name"] / "error.txt").read_text()  # with the traceback
-    assert f"job {failed['name']}: error (MissingConfigException: Cannot find primary config" in output
+    assert "seed_steps=forty" in failed["error"]
+    assert "seed_steps=forty" in (sweep / failed["name"] / "error.txt").read_text()  # with the traceback
+    assert f"job {failed['name']}: error (ConfigCompositionException: " in output
     assert "ray_sweep: 2 of 4 jobs done, 2 failed" in done.stdout
     assert f"ray_sweep: failed jobs {jobs[2]['name']}, {jobs[3]['name']}" in done.stderr
     logs = [(sweep / j["name"] / "transfer.log").read_text() for j in jobs[:2]]
@@ -135,7 +142,7 @@ def test_a_sweep_on_a_local_ray_head_records_a_failed_job_and_aggregates_the_oth
 
     # the same sweep again, without the failing task: both jobs are complete, so neither runs
     # (Ray is not even started) and the table is the same
-    again = in_loopback_namespace(tmp_path, "--address", "local", "--sweep-dir", str(sweep), "task=push_cube",
+    again = in_loopback_namespace(tmp_path, "--address", "local", "--sweep-dir", str(sweep), "pretrain.seed_steps=40",
                                   *tiny, "methods=[zero_shot,bc]", "cache_dir=cache", "first_seed=0,1")
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert again.stdout.count("already in") == 2 and "submitted" not in again.stdout
