@@ -19,9 +19,11 @@ toy: install
 	$(PY) scripts/toy_latent.py
 
 # The tests exercise both simulators, the ROS 2 bridge, the demo-log readers and a sweep on a
-# local Ray head, so they install those extras.
+# local Ray head, so they install those extras. `lint-imports` checks the layer contracts in
+# pyproject.toml (which package may import which) before the tests run.
 test:
 	scripts/install.sh dev,maniskill,mujoco,ros,data,cluster
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow"
 
 bench: install

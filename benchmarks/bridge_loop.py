@@ -67,7 +67,7 @@ def measure(transport: str, duration_s: float, planner: str, checkpoint: str, wo
     params_file.write_text(yaml.safe_dump(params))
     args = ["--ros-args", "--params-file", str(params_file)]
     sim = NodeProcess("sim2real_sim_robot", node_command("robot_bridge.sim_robot", python, args), workdir)
-    policy = NodeProcess("sim2real_policy_node", node_command("robot_bridge.policy_node", python, args), workdir)
+    policy = NodeProcess("sim2real_policy_node", node_command("robot_bridge.policy_loop", python, args), workdir)
     try:
         deadline = time.monotonic() + duration_s + 120.0
         while policy.alive() and time.monotonic() < deadline:

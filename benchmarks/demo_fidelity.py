@@ -89,7 +89,7 @@ def fmt(values: Any) -> str:
 
 def record(task: str, domain: str, episodes: int, seed: int, out: Path) -> Path:
     """The expert's episodes over ROS 2 as bags under out/bags (reused when already complete)."""
-    from robot_bridge.bag_recorder import read_index
+    from sim2real.ros.episodes import read_index
     from robot_bridge.deploy import DeployConfig, RobotConfig, run_deploy
 
     bags = out / "bags"
@@ -108,7 +108,7 @@ def record(task: str, domain: str, episodes: int, seed: int, out: Path) -> Path:
 
 def read_bags(bags: Path, contract: Any, actions: str, gripper: str) -> list[Any]:
     """The successful bags' episodes, read with ros2_sim_panda and these action settings."""
-    from robot_bridge.bag_recorder import read_index
+    from sim2real.ros.episodes import read_index
     from sim2real.config import load_preset
     from sim2real.data import DatasetConfig, read_episodes
 
@@ -145,9 +145,9 @@ def action_errors(task: str, episodes: list[Any]) -> np.ndarray:
 
 def causes(bags: Path, contract: Any) -> dict[str, np.ndarray]:
     """Per control tick of the successful bags: |read-back action - decided action| by cause."""
-    from robot_bridge import messages as m
-    from robot_bridge.bag_recorder import read_index
-    from robot_bridge.kinematics import ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets
+    from sim2real.ros import messages as m
+    from sim2real.ros.episodes import read_index
+    from sim2real.robot.arm_model import ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets
     from robot_bridge.safety import SafetyLimits
     from sim2real.config import load_preset
     from sim2real.data import DatasetConfig

@@ -83,7 +83,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.args import key_values  # noqa: E402
 
-from robot_bridge import messages as m  # noqa: E402
+from sim2real.ros import messages as m  # noqa: E402
 from robot_bridge.faults import CASES, REACH_TOL_M, RECOVERY_TICKS, TARGETS, AlternatingReach, CaseResult, \
     CommandAudit, FaultConfig, FaultLink, reach_target, run_case  # noqa: E402
 from sim2real.atomic import atomic_write  # noqa: E402
@@ -186,7 +186,7 @@ def held_in_tail(statuses: list[tuple[float, dict[str, Any]]], period: float) ->
 def run_dds_case(case: str, cfg: FaultConfig, domain: str, workdir: Path) -> CaseResult:
     """One case in real time over DDS (see the module docstring); the caller is in a network namespace."""
     from robot_bridge.deploy import NodeProcess, node_command, require_network_namespace
-    from robot_bridge.kinematics import RobotModel
+    from sim2real.robot.arm_model import RobotModel
     from robot_bridge.policy_loop import run_policy_node
     from robot_bridge.policy_node import PolicyNodeParams
     from robot_bridge.safety import SafetyLimits

@@ -10,6 +10,7 @@ Layout of an output directory:
 A bag is written under a hidden temporary directory and renamed to its final name only once
 it is closed, so a crash or kill never leaves a half-written bag under `episode_<k>`; an
 interrupted episode's `.partial-*` directory stays behind for inspection and is never indexed.
+The layout's names, `EpisodeInfo`, the markers and the readers are sim2real.ros.episodes.
 
 Metadata inside each bag, so a bag copied on its own still says what it is:
 - topic `/sim2real/episode` (std_msgs/msg/String): a JSON line at the start
@@ -42,33 +43,24 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer
 
-from robot_bridge.messages import BOOL, STRING, TYPESTORE, deserialize, ros_type_name, serialize, string_msg
 from robot_bridge.transport import QoS, Transport
+from sim2real.ros.episodes import (CUSTOM_DATA_KEY, EPISODE_TOPIC, INDEX_FILE, INDEX_FORMAT, MARKER_TOPIC,
+                                   BagRecorderError, EpisodeInfo, parse_marker, read_index)
+from sim2real.ros.messages import BOOL, STRING, TYPESTORE, ros_type_name, serialize, string_msg
 
 log = logging.getLogger(__name__)
 
-EPISODE_TOPIC = "/sim2real/episode"
-MARKER_TOPIC = "/sim2real/episode_marker"
-CUSTOM_DATA_KEY = "sim2real.episode"
-INDEX_FILE = "index.json"
-INDEX_FORMAT = "sim2real-rosbag2-episodes"
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 VERSIONS = (8, 9)
-MARKER_EVENTS = ("start", "stop", "abort")
 _PARTIAL_PREFIX = ".partial-"
-
-
-class BagRecorderError(RuntimeError):
-    """A recording could not start, finish or be read; the text names the bag and the cause."""
 
 
 @dataclass(frozen=True)
@@ -84,49 +76,6 @@ class TopicSpec:
     qos: QoS = QoS.DEFAULT
 
 
-@dataclass
-class EpisodeInfo:
-    """What one recorded episode is; stored in the bag, in the start/stop messages and the index.
-
-    Attributes:
-        index: k of `episode_<k>`, unique within an output directory.
-        bag: the bag's directory name under the output directory.
-        storage / version: rosbag2 storage plugin ("mcap", "sqlite3") and metadata version.
-        task, seed, domain: what was demonstrated; domain is a preset name or a JSON-able dict.
-        success: whether the demonstration solved the task (None: not stated).
-        contract: the observation/action contract as `Contract.to_dict()`, when known.
-        start_ns / stop_ns: wall-clock nanoseconds of the start and stop calls or markers.
-        message_counts: messages written per recorded topic (the episode topic excluded).
-        extra: any further JSON-able fields given at start or stop.
-    """
-
-    index: int
-    bag: str
-    storage: str
-    version: int
-    task: str | None = None
-    seed: int | None = None
-    success: bool | None = None
-    domain: Any = None
-    contract: dict[str, Any] | None = None
-    start_ns: int = 0
-    stop_ns: int | None = None
-    message_counts: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str) -> EpisodeInfo:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = set(data) - names, {"index", "bag", "storage", "version"} - set(data)
-        if unknown or missing:
-            raise BagRecorderError(f"{source}: episode info has unknown fields {sorted(unknown)} or lacks "
-                                   f"{sorted(missing)} (expected fields: {sorted(names)})")
-        return cls(**data)
-
-
 def parse_topics(topics: Mapping[str, str] | Sequence[TopicSpec]) -> list[TopicSpec]:
     """`{topic: type}` or TopicSpecs -> TopicSpecs with normalised type names; checks duplicates."""
     specs = [TopicSpec(t, ty) for t, ty in topics.items()] if isinstance(topics, Mapping) else list(topics)
@@ -136,36 +85,6 @@ def parse_topics(topics: Mapping[str, str] | Sequence[TopicSpec]) -> list[TopicS
         raise BagRecorderError(f"recorded topics: expected unique names other than {EPISODE_TOPIC} (the "
                                f"recorder writes it), got {names}")
     return specs
-
-
-def parse_marker(msg: Any) -> tuple[str, dict[str, Any]]:
-    """(event, fields) of a marker message.
-
-    std_msgs/Bool: True starts an episode, False stops it. std_msgs/String: "start", "stop",
-    "abort", or a JSON object with "event" and optional fields for the episode, e.g.
-    `{"event": "start", "task": "pick_cube", "seed": 3, "domain": "target"}` or
-    `{"event": "stop", "success": true}`.
-
-    Raises:
-        ValueError: not a marker; the text says what was expected.
-    """
-    if msg.__msgtype__ == BOOL:
-        return ("start" if msg.data else "stop"), {}
-    text = msg.data.strip()
-    if not text.startswith("{"):
-        if text not in MARKER_EVENTS:
-            raise ValueError(f"marker {text!r}: expected one of {MARKER_EVENTS} or a JSON object with 'event'")
-        return text, {}
-    fields = json.loads(text)
-    if not isinstance(fields, dict) or fields.get("event") not in MARKER_EVENTS:
-        raise ValueError(f"marker {text!r}: expected a JSON object whose 'event' is one of {MARKER_EVENTS}")
-    event = fields.pop("event")
-    for key, kind in (("task", str), ("seed", int), ("success", bool), ("contract", dict)):
-        value = fields.get(key)
-        # bool is an int subclass; a seed of `true` is a mistake, not seed 1.
-        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-            raise ValueError(f"marker field {key!r}: expected {kind.__name__}, got {value!r}")
-    return event, fields
 
 
 def _bag_qos(qos: QoS) -> Qos:
@@ -391,41 +310,3 @@ def _plain_contract(contract: Any) -> dict[str, Any] | None:
     return contract.to_dict() if hasattr(contract, "to_dict") else (dict(contract) if contract else None)
 
 
-# --- reading --------------------------------------------------------------------------------
-
-
-def read_index(out_dir: str | os.PathLike[str]) -> list[EpisodeInfo]:
-    """The episodes listed in `out_dir/index.json`."""
-    path = Path(out_dir) / INDEX_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BagRecorderError(f"{path}: cannot read the episode index ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
-        raise BagRecorderError(f"{path}: expected a JSON object with format {INDEX_FORMAT!r}")
-    return [EpisodeInfo.from_dict(e, f"{path}: episodes[{i}]") for i, e in enumerate(data["episodes"])]
-
-
-def episode_info(bag: str | os.PathLike[str]) -> EpisodeInfo:
-    """The `EpisodeInfo` stored in a bag's metadata.yaml (custom_data)."""
-    path = Path(bag) / "metadata.yaml"
-    try:
-        meta = yaml.safe_load(path.read_text())["rosbag2_bagfile_information"]
-        raw = (meta.get("custom_data") or {})[CUSTOM_DATA_KEY]
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
-        raise BagRecorderError(f"{path}: no custom_data[{CUSTOM_DATA_KEY!r}] with episode info ({exc!r})") from exc
-    return EpisodeInfo.from_dict(json.loads(raw), f"{path}: custom_data[{CUSTOM_DATA_KEY!r}]")
-
-
-def read_bag_messages(bag: str | os.PathLike[str]) -> dict[str, list[tuple[int, Any]]]:
-    """Every message of a bag as {topic: [(timestamp_ns, rosbags message), ...]} in bag order.
-
-    Every topic the bag declares is a key, also those without messages.
-    """
-    out: dict[str, list[tuple[int, Any]]] = {}
-    with Reader(Path(bag)) as reader:
-        for conn in reader.connections:
-            out.setdefault(conn.topic, [])
-        for conn, stamp, raw in reader.messages():
-            out[conn.topic].append((stamp, deserialize(raw, conn.msgtype)))
-    return out

@@ -345,9 +345,9 @@ def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
     """The topics a finetuning reader needs (configs/dataset/ros2_sim_panda.yaml), named as the
     policy node's parameters name them: joint states, object pose, goal, camera, commands, and the
     node's decided actions before the safety filter (`action_topic`, which the reader prefers)."""
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.bag_recorder import TopicSpec
-    from robot_bridge.observation import POINT_STAMPED
+    from sim2real.ros.observation import POINT_STAMPED
     from robot_bridge.policy_node import PolicyNodeParams
     from robot_bridge.transport import QoS
 
@@ -396,7 +396,7 @@ class _Coordinator:
     """The deploy process's own ROS participant: episode resets out, statuses in."""
 
     def __init__(self, transport_name: str, allow_network: bool, success_topic: str = "") -> None:
-        from robot_bridge import messages as m
+        from sim2real.ros import messages as m
         from robot_bridge.sim_robot import int32_msg
         from robot_bridge.transport import make_transport
 
@@ -480,7 +480,7 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
         if cfg.robot.kind == "sim":
             nodes.append(NodeProcess(SIM_NODE, node_command("robot_bridge.sim_robot", python,
                                                             ["--ros-args", "--params-file", str(params_file)]), out))
-        policy = NodeProcess(POLICY_NODE, node_command("robot_bridge.policy_node", python,
+        policy = NodeProcess(POLICY_NODE, node_command("robot_bridge.policy_loop", python,
                                                        ["--ros-args", "--params-file", str(params_file)]), out)
         nodes.append(policy)
         coordinator.wait(lambda: any(s["policy_steps"] > 0 for s in coordinator.policy),

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from robot_bridge import messages as m
-from robot_bridge.kinematics import RobotModel
-from robot_bridge.observation import JOINT_NAMES
+from sim2real.ros import messages as m
+from sim2real.robot.arm_model import RobotModel
+from sim2real.ros.observation import JOINT_NAMES
 from robot_bridge.policies import ReachPolicy
 from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams
 from robot_bridge.safety import SafetyLimits

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robot_bridge.kinematics import ActionScales
+from sim2real.robot.arm_model import ActionScales
 from sim2real.config import PlannerConfig
 from sim2real.contract import Contract, Feature
 

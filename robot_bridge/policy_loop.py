@@ -1,7 +1,7 @@
 """The policy node's rate loop: `PolicyNodeCore` wired to a `Transport`.
 
 Start-up: subscribe, then wait up to `startup_timeout_s` for every input the contract needs;
-the first joint state is checked against the contract (robot_bridge.observation). Then, at each
+the first joint state is checked against the contract (sim2real.ros.observation). Then, at each
 deadline (the contract's period), the loop waits up to `joint_state_wait_s` for a joint state
 newer than the deadline, takes whatever else has arrived by then, ticks the core and publishes
 its command, then the decided action on `action_topic`. Loop latency is measured
@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from robot_bridge import messages as m
-from robot_bridge.observation import POINT_STAMPED
+from sim2real.ros import messages as m
+from sim2real.ros.observation import POINT_STAMPED
 from robot_bridge.policy_node import NODE_NAME, Policy, PolicyNodeCore, PolicyNodeParams, make_policy, \
     policy_node_params
 from robot_bridge.ros_params import ParamError, RosArgs
@@ -231,3 +231,13 @@ def node_main(argv: Sequence[str]) -> None:
         print(f"{ros.node_name}: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(json.dumps(status), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`sim2real-policy-node [--params-file FILE] [--ros-args -p name:=value ...]` (also
+    `python -m robot_bridge.policy_loop`): the node's process, the core wired to its transport."""
+    node_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

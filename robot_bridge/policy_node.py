@@ -3,7 +3,7 @@
     sim2real-policy-node --ros-args -p checkpoint:=outputs/.../last.pt -p command_interface:=trajectory
 
 Per control tick (the contract's frequency, 20 Hz): the latest accepted inputs become the
-contract's observation (robot_bridge.observation), the policy acts, the action becomes joint
+contract's observation (sim2real.ros.observation), the policy acts, the action becomes joint
 targets (`pd_ee_delta_pos`: damped least-squares IK from the measured joints, holding the TCP
 orientation of the episode's start as the MuJoCo backend does; `pd_joint_delta_pos`: measured
 joints + 0.1 rad x action), and every target goes through `SafetyFilter.send`: the only way a
@@ -20,7 +20,7 @@ start, naming what is missing, when the first joint state lacks a contract joint
 never arrives.
 
 Every tick the policy acts, `action_topic` (`~/action` by default) gets the action it decided
-before the safety filter (`std_msgs/Float64MultiArray`, robot_bridge.messages.policy_action):
+before the safety filter (`std_msgs/Float64MultiArray`, sim2real.ros.messages.policy_action):
 the normalised action, whether the filter changed or held the command, the stamps of the joint
 state and of every other input the action was computed from, and the count of decisions since
 the policy's last reset. Recorded beside the commands, it lets a demo reader learn what the
@@ -48,9 +48,11 @@ from typing import Any
 
 import numpy as np
 
-from robot_bridge import messages as m
-from robot_bridge.kinematics import RobotModel, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets
-from robot_bridge.observation import JOINT_NAMES, Frames, ObservationAssembler
+from sim2real.ros import messages as m
+from sim2real.robot.arm_model import (
+    RobotModel, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
+)
+from sim2real.ros.observation import JOINT_NAMES, Frames, ObservationAssembler
 from robot_bridge.policies import CheckpointPolicy, ExpertPolicy, Policy, ReachPolicy, make_policy
 from robot_bridge.ros_params import RosArgs, parse_ros_args, to_params
 from robot_bridge.safety import SafeCommand, SafetyFilter, SafetyLimits
@@ -445,17 +447,4 @@ class PolicyNodeCore:
 
 
 __all__ = ["CheckpointPolicy", "ExpertPolicy", "Policy", "PolicyNodeCore", "PolicyNodeParams", "ReachPolicy",
-           "TickResult", "make_policy", "main", "policy_node_params"]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`sim2real-policy-node [--params-file FILE] [--ros-args -p name:=value ...]`."""
-    import sys
-
-    from robot_bridge.policy_loop import node_main
-
-    node_main(sys.argv[1:] if argv is None else argv)
-
-
-if __name__ == "__main__":
-    main()
+           "TickResult", "make_policy", "policy_node_params"]

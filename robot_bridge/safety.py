@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_bridge.kinematics import RobotModel
+from sim2real.robot.arm_model import RobotModel
 
 CONTROL_PERIOD = 1.0 / 20.0  # the tasks' control frequency (tasks.layout.CONTROL_FREQ)
 ARM_POSITION_MARGIN = 0.05  # rad kept clear of each arm joint's URDF limits

@@ -54,8 +54,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from robot_bridge import messages as m
-from robot_bridge.observation import BASE_IN_TASK, JOINT_NAMES, POINT_STAMPED
+from sim2real.ros import messages as m
+from sim2real.ros.observation import BASE_IN_TASK, JOINT_NAMES, POINT_STAMPED
 from robot_bridge.ros_params import RosArgs, parse_ros_args, to_params
 from robot_bridge.transport import QoS, Transport, make_transport
 

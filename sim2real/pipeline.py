@@ -213,7 +213,7 @@ class Pipeline:
 
     def _demo_bags(self) -> list[str]:
         """The recorded bags whose episode succeeded (the recorder's index says which)."""
-        from robot_bridge.bag_recorder import read_index
+        from sim2real.ros.episodes import read_index
 
         return [str(self.bags / e.bag) for e in read_index(self.bags) if e.success]
 

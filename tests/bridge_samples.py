@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_bridge import messages as m
+from sim2real.ros import messages as m
 
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 IMAGE_PIXELS = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3)

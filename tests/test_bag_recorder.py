@@ -21,16 +21,10 @@ import pytest
 import yaml
 from bridge_netns import REPO, Proc, run_in_netns
 
-from robot_bridge import messages as m
-from robot_bridge.bag_recorder import (
-    EPISODE_TOPIC,
-    BagRecorder,
-    BagRecorderError,
-    TopicSpec,
-    episode_info,
-    parse_marker,
-    read_bag_messages,
-    read_index,
+from sim2real.ros import messages as m
+from robot_bridge.bag_recorder import BagRecorder, TopicSpec
+from sim2real.ros.episodes import (
+    EPISODE_TOPIC, BagRecorderError, episode_info, parse_marker, read_bag_messages, read_index,
 )
 from robot_bridge.transport import Callback, QoS, Transport
 
@@ -245,7 +239,7 @@ def episode_messages(e):
 """
 PRELUDE = textwrap.dedent("""
     import json, sys, time
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport import QoS
     from robot_bridge.transport.dds import DdsTransport
     QOS = QoS(reliable=True, depth=50)

@@ -12,7 +12,7 @@ import pytest
 from bridge_netns import Proc, run_in_netns
 from bridge_samples import sample_messages
 
-from robot_bridge import messages as m
+from sim2real.ros import messages as m
 
 # Snippets run with cwd = repo root; this makes tests/ importable for the shared samples.
 PRELUDE = textwrap.dedent(
@@ -20,7 +20,7 @@ PRELUDE = textwrap.dedent(
     import json, sys, time
     sys.path.insert(0, "tests")
     from bridge_samples import sample_messages
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport import QoS, TransportError
     from robot_bridge.transport.dds import DdsTransport
     SAMPLES = sample_messages()

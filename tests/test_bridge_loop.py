@@ -50,7 +50,7 @@ def check_reach(res: dict) -> dict:
 
 
 def test_policy_node_drives_the_sim_arm_to_a_target_over_dds() -> None:
-    res = run_in_netns([Proc("policy", node("robot_bridge.policy_node", reach_args("dds", "trajectory"))),
+    res = run_in_netns([Proc("policy", node("robot_bridge.policy_loop", reach_args("dds", "trajectory"))),
                         Proc("sim", node("robot_bridge.sim_robot", sim_args()), background=True)],
                        domain_id=51, timeout_s=40)
     policy = check_reach(res)
@@ -79,7 +79,7 @@ def test_deploy_runs_a_checkpoint_on_the_sim_arm(tmp_path: Path) -> None:
 
 
 def test_the_same_loop_with_the_policy_node_on_rclpy(rclpy_python: str) -> None:  # noqa: F811
-    res = run_in_netns([Proc("policy", node("robot_bridge.policy_node", reach_args("rclpy", "forward"), True),
+    res = run_in_netns([Proc("policy", node("robot_bridge.policy_loop", reach_args("rclpy", "forward"), True),
                              python=rclpy_python),
                         Proc("sim", node("robot_bridge.sim_robot", sim_args("dds")), background=True)],
                        domain_id=53, timeout_s=40)

@@ -12,7 +12,7 @@ from bridge_samples import sample_messages
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robot_bridge import messages as m
+from sim2real.ros import messages as m
 from robot_bridge.netns import cyclone_loopback_xml, is_loopback_only_config, loopback_env, netns_command
 from robot_bridge.transport import QoS, TransportError, make_transport, rclpy_available, resolve_transport_name
 from robot_bridge.transport.dds_idl import dds_topic_name, dds_type_name, idl_type, ros_type_from_dds, to_idl

@@ -19,9 +19,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from robot_bridge import messages as m  # noqa: E402
+from sim2real.ros import messages as m  # noqa: E402
 from robot_bridge.bag_recorder import BagRecorder  # noqa: E402
-from robot_bridge.observation import POINT_STAMPED  # noqa: E402
+from sim2real.ros.observation import POINT_STAMPED  # noqa: E402
 from robot_bridge.policies import ExpertPolicy, ReachPolicy  # noqa: E402
 from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams  # noqa: E402
 from robot_bridge.sim_robot import SimRobotCore, SimRobotParams  # noqa: E402
@@ -207,7 +207,7 @@ def test_a_bag_without_decided_actions_is_reconstructed_from_its_commands(tmp_pa
 def test_a_malformed_decided_action_names_the_topic(tmp_path: Path) -> None:
     from rosbags.rosbag2 import Writer
 
-    from robot_bridge.bag_recorder import read_bag_messages
+    from sim2real.ros.episodes import read_bag_messages
 
     bags, _ = record_expert(tmp_path / "rec", "push_cube", [3])
     source = bags / "episode_0000"

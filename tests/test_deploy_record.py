@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from bridge_netns import Proc, run_in_netns  # noqa: E402
 
-from robot_bridge.observation import BASE_IN_TASK  # noqa: E402
+from sim2real.ros.observation import BASE_IN_TASK  # noqa: E402
 from robot_bridge.policy_loop import write_latency_log  # noqa: E402
 from robot_bridge.policy_node import ExpertPolicy, PolicyNodeCore, PolicyNodeParams, make_policy  # noqa: E402
 from robot_bridge.sim_robot import SimRobotCore, SimRobotParams  # noqa: E402
@@ -143,7 +143,7 @@ def test_deploy_records_expert_episodes_that_read_back(tmp_path: Path) -> None:
     """run_deploy with the expert: 2 bags that read back into the contract, latencies and a video."""
     import imageio.v3 as iio
 
-    from robot_bridge.bag_recorder import read_bag_messages, read_index
+    from sim2real.ros.episodes import read_bag_messages, read_index
     from sim2real.data import read_episodes
     from sim2real.data.formats import dataset_config
 

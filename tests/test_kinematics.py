@@ -1,4 +1,4 @@
-"""robot_bridge.kinematics: FK against the MuJoCo env, IK accuracy, the action mappings."""
+"""sim2real.robot.arm_model: FK against the MuJoCo env, IK accuracy, the action mappings."""
 
 import os
 
@@ -9,13 +9,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # chosen before mujoco's first import
 mujoco = pytest.importorskip("mujoco")
 
 import tasks  # noqa: E402
-from robot_bridge.kinematics import (  # noqa: E402
-    ActionScales,
-    RobotModel,
-    ee_delta_action_to_joint_targets,
-    joint_delta_action_to_joint_targets,
-    quat_to_matrix,
+from sim2real.robot.arm_model import ( # noqa: E402
+    ActionScales, RobotModel, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
 )
+from sim2real.robot.rotations import quat_to_matrix  # noqa: E402
 from tasks import layout  # noqa: E402
 from tasks.mujoco.control import gripper_target  # noqa: E402
 

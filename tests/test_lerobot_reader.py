@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from robot_bridge.kinematics import ActionScales
+from sim2real.robot.arm_model import ActionScales
 from sim2real.data import DatasetError, read_dataset, read_episodes
 from sim2real.data.config import Part
 from tasks.spec import task_contract

@@ -7,12 +7,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from robot_bridge.perception import (  # noqa: E402
-    ArucoPoseEstimator,
-    CameraIntrinsics,
-    crop_resize,
-    decode_image,
-)
+from robot_bridge.perception import ArucoPoseEstimator, CameraIntrinsics  # noqa: E402
+from sim2real.ros.images import crop_resize, decode_image  # noqa: E402
 
 W, H = 640, 480
 CAMERA = CameraIntrinsics(fx=600.0, fy=600.0, cx=319.5, cy=239.5)

@@ -16,9 +16,9 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from robot_bridge import messages as m  # noqa: E402
-from robot_bridge.kinematics import RobotModel, ee_delta_action_to_joint_targets  # noqa: E402
-from robot_bridge.observation import BASE_IN_TASK, JOINT_NAMES, mujoco_quat  # noqa: E402
+from sim2real.ros import messages as m  # noqa: E402
+from sim2real.robot.arm_model import RobotModel, ee_delta_action_to_joint_targets  # noqa: E402
+from sim2real.ros.observation import BASE_IN_TASK, JOINT_NAMES, mujoco_quat  # noqa: E402
 from robot_bridge.policy_loop import StartupError, run_policy_node  # noqa: E402
 from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams, ReachPolicy, policy_node_params  # noqa: E402
 from robot_bridge.ros_params import ParamError, parse_ros_args  # noqa: E402

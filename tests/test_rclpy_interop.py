@@ -28,7 +28,7 @@ import pytest
 from bridge_netns import REPO, Proc, run_in_netns
 from bridge_samples import RCLPY_SAMPLES, sample_messages
 
-from robot_bridge import messages as m
+from sim2real.ros import messages as m
 
 VENV_SCRIPT = REPO / "scripts" / "rclpy_venv.sh"
 SAMPLES = sample_messages()
@@ -114,7 +114,7 @@ RCLPY_PUBLISHER = dedent(
 DDS_READER = dedent(
     """
     import json, time
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport import QoS
     from robot_bridge.transport.dds import DdsTransport
     TOPICS = {topics!r}
@@ -241,7 +241,7 @@ def test_rclpy_graph_lists_our_topics_with_ros_types(dds_to_rclpy: dict) -> None
 POLICY_LOOP = dedent(
     """
     import json, time
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport import QoS, make_transport
     with make_transport({transport!r}, "policy") as t:
         cmd = t.publisher("/arm_controller/joint_trajectory", m.JOINT_TRAJECTORY)
@@ -266,7 +266,7 @@ POLICY_LOOP = dedent(
 ARM = dedent(
     """
     import json, time
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport import QoS, make_transport
     names = [f"j{{i}}" for i in range(7)]
     with make_transport({transport!r}, "arm") as t:
@@ -332,7 +332,7 @@ ACTION_CLIENT = dedent(
     """
     import json
     from test_msgs.action import Fibonacci
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport import TransportError, make_transport
     with make_transport("auto", "client") as t:
         out = {"kind": type(t).__name__, "caps": sorted(t.capabilities)}
@@ -367,7 +367,7 @@ def test_rclpy_transport_actions_parameters_and_auto(rclpy_python: str) -> None:
 RCLPY_LEAK = dedent(
     """
     import json, os, subprocess, time
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport import TransportError
     from robot_bridge.transport.rclpy_transport import RclpyTransport
 
@@ -426,7 +426,7 @@ VGA_WRITER = dedent(
     """
     import time
     import numpy as np
-    from robot_bridge import messages as m
+    from sim2real.ros import messages as m
     from robot_bridge.transport.dds import DdsTransport
     frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     with DdsTransport("camera") as t:

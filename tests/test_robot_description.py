@@ -171,7 +171,7 @@ def test_an_unknown_arm_name_lists_the_known_ones():
 
 
 def test_panda_fk_agrees_with_the_bridge_kinematics():
-    from robot_bridge.kinematics import RobotModel
+    from sim2real.robot.arm_model import RobotModel
 
     arm, bridge = load_arm("panda"), RobotModel.from_urdf()
     assert arm.joint_names == bridge.joint_names and arm.tcp_link == bridge.tip_link
@@ -184,7 +184,7 @@ def test_panda_fk_agrees_with_the_bridge_kinematics():
 
 def test_panda_description_matches_the_tasks_constants(tmp_path: Path):
     layout = pytest.importorskip("tasks.layout")
-    from robot_bridge.kinematics import ActionScales
+    from sim2real.robot.arm_model import ActionScales
 
     arm = load_arm("panda")
     assert np.allclose(arm.rest_qpos, layout.ROBOT_REST_QPOS[:7], atol=1e-15)

@@ -2,7 +2,7 @@
 
 Expected values are computed independently of the reader: the zero-order hold on the 20 Hz grid
 from the message times chosen below, joints by name, and actions built forwards with
-robot_bridge.kinematics (the policy node's own conversion), which the reader must invert.
+sim2real.robot.arm_model (the policy node's own conversion), which the reader must invert.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pytest
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from robot_bridge import messages as m
+from sim2real.ros import messages as m
 from robot_bridge.bag_recorder import BagRecorder
-from robot_bridge.kinematics import ActionScales, RobotModel, ee_delta_action_to_joint_targets
-from robot_bridge.observation import JOINT_NAMES, mujoco_quat
-from robot_bridge.perception import crop_resize
+from sim2real.robot.arm_model import ActionScales, RobotModel, ee_delta_action_to_joint_targets
+from sim2real.ros.observation import JOINT_NAMES, mujoco_quat
+from sim2real.ros.images import crop_resize
 from sim2real.contract import Contract, Feature
 from sim2real.data import DatasetError, read_dataset, read_episodes, write_dataset
 from tasks.spec import task_contract

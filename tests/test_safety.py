@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robot_bridge.kinematics import RobotModel
+from sim2real.robot.arm_model import RobotModel
 from robot_bridge.safety import SafetyConfigError, SafetyFilter, SafetyLimits
 
 MODEL = RobotModel.from_urdf()

@@ -1,6 +1,6 @@
 """Transports: one small interface over rclpy and plain cyclonedds.
 
-Messages are rosbags dataclasses (see `robot_bridge.messages`) on both transports; type names
+Messages are rosbags dataclasses (see `sim2real.ros.messages`) on both transports; type names
 are `pkg/msg/Type`. Callbacks run inside `spin_once`, in the caller's thread, like an rclpy
 single-threaded executor, so a policy loop needs no locks.
 

@@ -32,7 +32,7 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from robot_bridge.messages import MessageError, deserialize, ros_type_name, serialize, type_of
+from sim2real.ros.messages import MessageError, deserialize, ros_type_name, serialize, type_of
 from robot_bridge.netns import cyclone_loopback_xml, is_loopback_only_config
 from robot_bridge.transport import Callback, Publisher, QoS, Transport, TransportError
 from robot_bridge.transport.dds_idl import dds_topic_name, wire_type

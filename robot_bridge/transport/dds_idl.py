@@ -23,7 +23,7 @@ from cyclonedds.idl import IdlStruct, make_idl_struct
 from cyclonedds.idl import types as t
 from rosbags.interfaces import Nodetype
 
-from robot_bridge.messages import TYPESTORE, MessageError, ros_type_name
+from sim2real.ros.messages import TYPESTORE, MessageError, ros_type_name
 
 # ROS 2 .msg primitives -> cyclonedds annotated types (ROS `char` is an unsigned 8-bit int).
 _BASE: dict[str, Any] = {

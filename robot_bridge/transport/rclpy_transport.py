@@ -7,7 +7,7 @@ sides share:
 - publish: `serialize(msg)` with rosbags, then `Publisher.publish(bytes)`; rclpy hands
   serialized bytes to the rmw layer unchanged, so no rclpy message object is built;
 - subscribe: `create_subscription(..., raw=True)` delivers the serialized bytes, decoded with
-  `robot_bridge.messages.deserialize`, which ignores trailing bytes: Fast CDR (rclpy's
+  `sim2real.ros.messages.deserialize`, which ignores trailing bytes: Fast CDR (rclpy's
   `serialize_message` and Fast DDS writers) appends padding (8 bytes on a JointState) that
   rosbags' strict size check rejects. Padding bytes inside the message are not zeroed by
   Fast CDR either, which is why tests compare decoded messages and never raw bytes.
@@ -38,7 +38,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
-from robot_bridge.messages import MessageError, deserialize, ros_type_name, serialize, type_of
+from sim2real.ros.messages import MessageError, deserialize, ros_type_name, serialize, type_of
 from robot_bridge.transport import Callback, Publisher, QoS, Transport, TransportError
 
 # Bound on callbacks run by one spin_once, so a flood on one topic cannot hold the policy loop.

@@ -1,6 +1,6 @@
 """Commanded joint targets -> the task's normalised actions (the inverse of the bridge's mapping).
 
-The policy node turns an action into joint targets (robot_bridge.kinematics):
+The policy node turns an action into joint targets (sim2real.robot.arm_model):
 `pd_joint_delta_pos` targets q + scale x a, `pd_ee_delta_pos` moves the TCP by scale x a[:3]
 (through IK) and both drive the fingers linearly from `finger_closed` (-1) to `finger_open`
 (+1). Logs of real demos hold the targets; inverting that mapping against the observed joint
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_bridge.kinematics import ActionScales, RobotModel
+from sim2real.robot.arm_model import ActionScales, RobotModel
 from sim2real.data.episode import DatasetError
 
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")

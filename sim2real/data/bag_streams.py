@@ -3,7 +3,7 @@
 `load_bag` decodes the topics a reader asks for, each by the role it plays (joint states,
 commands, ...), into time-ordered streams, checking that every topic is there with an accepted
 message type. `episode_segments` cuts a bag into episodes: the whole bag, or the spans between
-start and stop markers (std_msgs/String or Bool, `robot_bridge.bag_recorder.parse_marker`; an
+start and stop markers (std_msgs/String or Bool, `sim2real.ros.episodes.parse_marker`; an
 abort marker discards its span). Times are int64 nanoseconds on the bag's clock; messages
 name times as seconds from the bag start (`Bag.at`).
 """
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError
 
-from robot_bridge import messages as m
-from robot_bridge.bag_recorder import INDEX_FILE, parse_marker
-from robot_bridge.observation import POINT_STAMPED
+from sim2real.ros import messages as m
+from sim2real.ros.episodes import INDEX_FILE, parse_marker
+from sim2real.ros.observation import POINT_STAMPED
 from sim2real.data.episode import DatasetError
 from sim2real.data.resample import NS
 

@@ -83,7 +83,7 @@ class RosbagOptions:
 
     Topic and frame names follow the policy node's parameters (robot_bridge/policy_node.py), so
     the features are assembled exactly as the deployed node assembles them
-    (robot_bridge/observation.py).
+    (sim2real/ros/observation.py).
 
     Args:
         joint_states_topic: sensor_msgs/JointState -> qpos, qvel (reordered by joint name) and
@@ -98,7 +98,7 @@ class RosbagOptions:
             name) or std_msgs/Float64MultiArray (in `command_joints` order) -> actions.
         command_joints: joint order of Float64MultiArray commands; []: the 9 Panda joints.
         action_topic: the policy node's decided actions before its safety filter
-            (std_msgs/Float64MultiArray, robot_bridge.messages.policy_action; `~/action` of
+            (std_msgs/Float64MultiArray, sim2real.ros.messages.policy_action; `~/action` of
             sim2real_policy_node). Where a bag has them, each one is a step: its action is the
             step's action and the observation is assembled at the stamp of the joint state the
             node acted on. "": never read.

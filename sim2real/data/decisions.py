@@ -1,7 +1,7 @@
 """The policy node's decided actions in a bag as the steps of an episode.
 
 When the policy node drives the arm it publishes, every tick, the action it decided before its
-safety filter (`~/action`, robot_bridge.messages.policy_action) with the stamps of the joint
+safety filter (`~/action`, sim2real.ros.messages.policy_action) with the stamps of the joint
 state and of every other input it acted on, and the count of decisions since the policy was
 reset. Each such message is one step: its action is what the demonstrator meant, and the
 observation is assembled from exactly the messages the node used. Nothing is resampled, so a
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_bridge import messages as m
+from sim2real.ros import messages as m
 from sim2real.data.bag_streams import Bag, Segment, message_error
 from sim2real.data.episode import DatasetError
 

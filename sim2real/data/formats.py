@@ -28,7 +28,7 @@ import h5py
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from robot_bridge.kinematics import RobotModel
+from sim2real.robot.arm_model import RobotModel
 from sim2real.config import CONFIG_DIR
 from sim2real.contract import Contract
 from sim2real.data.config import FORMATS, DatasetConfig
@@ -166,7 +166,7 @@ def read_episodes(path: str | os.PathLike, format: str = "auto", config: Dataset
         config: the dataset config (default: DatasetConfig(); see `dataset_config` for presets).
         contract: the contract the episodes must have (e.g. a checkpoint's); checked against the
             task's and, for our HDF5, the file's.
-        model: the arm's kinematics for action conversion (robot_bridge.kinematics.RobotModel;
+        model: the arm's kinematics for action conversion (sim2real.robot.arm_model.RobotModel;
             default the Panda's URDF).
         options: DatasetConfig fields (task="pick_cube", obs_mode="rgb", ...), or options of the
             format's section (camera_topic="/camera/image_raw", episodes="marker", ...).

@@ -94,7 +94,7 @@ def assemble(name: str, parts: Sequence[Part], get: Callable[[str], np.ndarray],
 
 def image_frames(frames: np.ndarray, shape: tuple[int, int, int], crop: Sequence[int], where: str) -> np.ndarray:
     """uint8 frames [N, H, W, 3] or [N, 3, H, W] -> [N, *shape] (CHW), cropped and resized when needed."""
-    from robot_bridge.perception import crop_resize
+    from sim2real.ros.images import crop_resize
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.dtype != np.uint8:

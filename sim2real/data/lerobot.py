@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_bridge.kinematics import RobotModel
+from sim2real.robot.arm_model import RobotModel
 from sim2real.contract import Contract
 from sim2real.data.actions import clip_actions, targets_to_actions
 from sim2real.data.config import ACTION_KINDS, LeRobotOptions, Part

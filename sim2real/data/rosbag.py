@@ -2,7 +2,7 @@
 
 Which topic gives which feature is `RosbagOptions` (configs/dataset/ros2_panda.yaml). Every
 message is turned into features by the policy node's own `ObservationAssembler`
-(robot_bridge/observation.py): joints reordered by name, `tcp_pose` by forward kinematics with
+(sim2real/ros/observation.py): joints reordered by name, `tcp_pose` by forward kinematics with
 MuJoCo's quaternion convention, poses moved into the task frame, camera frames decoded, cropped
 and resized with OpenCV. A log therefore yields exactly the features the deployed node would
 have seen at the same instants.
@@ -31,7 +31,7 @@ recorder that hears of a reset late has some of them in the bag, and decisions m
 are not part of this episode.
 
 Episodes are one per bag, or the spans between start and stop markers on `marker_topic`
-(std_msgs/String or Bool, `robot_bridge.bag_recorder.parse_marker`; an abort marker discards its
+(std_msgs/String or Bool, `sim2real.ros.episodes.parse_marker`; an abort marker discards its
 span). Task, seed, domain and success come from `/sim2real/episode` (what bag_recorder writes)
 and from marker fields.
 
@@ -50,9 +50,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from robot_bridge import messages as m
-from robot_bridge.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
-from robot_bridge.observation import JOINT_NAMES, Frames, ObservationAssembler
+from sim2real.ros import messages as m
+from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
+from sim2real.ros.observation import JOINT_NAMES, Frames, ObservationAssembler
 from sim2real.contract import Contract, ContractMismatch
 from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
 from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag, \

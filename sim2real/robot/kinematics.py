@@ -6,8 +6,7 @@ with their limits. `fk` gives the tip pose in the base frame as position + quate
 (w, x, y, z). `solve_ik` is damped least squares, in 6-D (position and orientation) or 3-D
 (position only, for arms with fewer than six joints), clamped to joint limits at every step.
 
-This is the generic part of what robot_bridge.kinematics did for the Panda alone;
-robot_bridge.kinematics now builds its `RobotModel` on this class.
+sim2real.robot.arm_model builds the Panda's `RobotModel` on this class.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""`ros2 run sim2real_bridge policy_node`: runs `robot_bridge.policy_node:main` with the ROS arguments."""
+"""`ros2 run sim2real_bridge policy_node`: runs `robot_bridge.policy_loop:main` with the ROS arguments."""
 
 from __future__ import annotations
 
 from sim2real_bridge import load_main
 
-TARGET = "robot_bridge.policy_node"
+TARGET = "robot_bridge.policy_loop"
 
 
 def main() -> object:

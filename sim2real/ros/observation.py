@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from robot_bridge import messages as m
-from robot_bridge.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
-from robot_bridge.perception import crop_resize, decode_image
+from sim2real.ros import messages as m
+from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
+from sim2real.ros.images import crop_resize, decode_image
 from sim2real.contract import Contract, ContractMismatch
 
 JOINT_NAMES = ARM_JOINT_NAMES + FINGER_JOINT_NAMES

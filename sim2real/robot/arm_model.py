@@ -1,4 +1,4 @@
-"""The Panda arm's kinematics from its URDF, for deployment without a simulator (numpy only).
+"""The arm model at run time: the Panda's chain from its URDF and task actions -> joint targets (numpy only).
 
 `RobotModel.from_urdf()` reads the serial chain base -> TCP of ManiSkill's `panda_v2.urdf`
 (the file both simulators build the arm from) with its joint limits and velocity limits,
@@ -10,8 +10,8 @@ Inverse kinematics is damped least squares, iterated the way tasks.mujoco.contro
 (same damping, tolerance and stall rule), so an end-effector delta action becomes the same
 joint targets on the real arm as in the MuJoCo backend.
 
-The generic URDF chain reader, FK, Jacobian and IK live in sim2real.robot.kinematics (the
-bottom layer); this module gives them the Panda's defaults and keeps every name it had.
+The generic URDF chain reader, FK, Jacobian and IK are sim2real.robot.kinematics; this module
+gives them the Panda's defaults and converts task actions to joint targets.
 
 Action scaling constants are copied from tasks.layout, because importing `tasks` pulls in
 torch and Hydra; tests/test_kinematics.py checks that the two agree.
@@ -25,20 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real.robot.kinematics import (  # noqa: F401  (re-exported: these names were defined here)
-    IkSolution,
-    JointLimit,
-    KinematicChain,
-    _floats,
-    _Segment,
-)
-from sim2real.robot.rotations import (  # noqa: F401  (re-exported)
-    axis_angle_matrix,
-    matrix_to_quat,
-    quat_to_matrix,
-    rotation_error,
-    rpy_matrix,
-)
+from sim2real.robot.kinematics import KinematicChain
 
 ARM_JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))
 FINGER_JOINT_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
@@ -73,7 +60,7 @@ def panda_urdf_path() -> Path:
     as tasks.mujoco.robot does: importing mani_skill takes seconds)."""
     spec = importlib.util.find_spec("mani_skill")
     if spec is None or spec.origin is None:
-        raise ImportError("robot_bridge.kinematics reads ManiSkill's panda_v2.urdf: install mani-skill==3.0.1 "
+        raise ImportError("sim2real.robot.arm_model reads ManiSkill's panda_v2.urdf: install mani-skill==3.0.1 "
                           "or pass the URDF path to RobotModel.from_urdf")
     path = Path(spec.origin).parent / "assets" / "robots" / "panda" / "panda_v2.urdf"
     if not path.exists():

@@ -280,7 +280,7 @@ def parse_policy_action(msg: Any) -> PolicyAction:
             any(not label.startswith(INPUT_STAMP_PREFIX) or n != 2 for label, n in inputs):
         raise MessageError(f"Float64MultiArray layout {labels}: expected dims labelled {list(POLICY_ACTION_LAYOUT)} "
                            f"with sizes (A, 1, 2, 1), then '{INPUT_STAMP_PREFIX}<feature>' of size 2 "
-                           f"(robot_bridge.messages.policy_action)")
+                           f"(sim2real.ros.messages.policy_action)")
     data = np.asarray(msg.data, dtype=np.float64)
     size = head[0][1]
     if data.size != size + 4 + 2 * len(inputs):
