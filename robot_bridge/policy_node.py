@@ -50,9 +50,11 @@ import numpy as np
 
 from sim2real.ros import messages as m
 from sim2real.robot.arm_model import (
-    RobotModel, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
+    ActionScales, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
 )
-from sim2real.ros.observation import JOINT_NAMES, Frames, ObservationAssembler
+from sim2real.robot.description import load_arm
+from sim2real.robot.kinematics import KinematicChain
+from sim2real.ros.observation import Frames, ObservationAssembler
 from robot_bridge.policies import CheckpointPolicy, ExpertPolicy, Policy, ReachPolicy, make_policy
 from robot_bridge.ros_params import RosArgs, parse_ros_args, to_params
 from robot_bridge.safety import SafeCommand, SafetyFilter, SafetyLimits
@@ -80,6 +82,7 @@ class PolicyNodeParams:
     loop and compute milliseconds (robot_bridge.policy_loop.write_latency_log).
     """
 
+    arm: str = "panda"  # the robot's description (configs/arm/<arm>.yaml); the checkpoint's must match
     checkpoint: str = ""
     policy: str = "checkpoint"  # checkpoint | reach | expert
     expert_task: str = "push_cube"  # policy: expert
@@ -106,7 +109,7 @@ class PolicyNodeParams:
     episode_topic: str = ""  # std_msgs/Int32: a new value resets the policy (e.g. /sim2real_sim_robot/episode)
     controller: str = "arm_controller"
     command_interface: str = "trajectory"  # trajectory | forward | action
-    controller_joints: list[str] = field(default_factory=list)  # default: the 9 Panda joints
+    controller_joints: list[str] = field(default_factory=list)  # default: the arm's joints, then its gripper's
     trajectory_time_s: float = 0.0  # time_from_start of the commanded point; 0: one control period
     base_frame: str = "panda_link0"
     task_frame: str = "table"
@@ -119,7 +122,7 @@ class PolicyNodeParams:
     status_period_s: float = 1.0
     max_ticks: int = 0  # stop after this many ticks; 0: until stopped
     duration_s: float = 0.0  # stop after this long; 0: until stopped
-    urdf: str = ""  # default: ManiSkill's panda_v2.urdf
+    urdf: str = ""  # default: the URDF the arm's description names (configs/arm/<arm>.yaml)
     safety: dict[str, Any] = field(default_factory=dict)  # safety.<SafetyLimits field or builder arg>
     latency_log: str = ""  # write {"loop_ms", "compute_ms", "overruns", "ticks"} here at exit; "": none
 
@@ -190,7 +193,8 @@ class PolicyNodeCore:
     Args:
         policy: the policy (its contract decides the features, control mode and rate).
         params: the node's parameters.
-        model: the arm's kinematics; default from `params.urdf` (ManiSkill's Panda URDF).
+        model: the arm's kinematics; default: the chain of `params.arm`'s description (configs/arm/),
+            read from `params.urdf` when that is set.
         timer: monotonic clock for compute times (injectable for tests).
 
     Raises:
@@ -198,30 +202,46 @@ class PolicyNodeCore:
         ValueError: unsupported control mode or action size, or bad controller joints.
     """
 
-    def __init__(self, policy: Policy, params: PolicyNodeParams, model: RobotModel | None = None,
+    def __init__(self, policy: Policy, params: PolicyNodeParams, model: KinematicChain | None = None,
                  timer: Callable[[], float] = time.perf_counter) -> None:
         contract = policy.contract
+        if contract.arm != params.arm:
+            raise ContractMismatch(f"contract mismatch: arm {contract.arm!r} in checkpoint, {params.arm!r} on the "
+                                   "robot (parameter arm): a policy drives only the arm it was trained for")
         if contract.control_mode not in CONTROL_MODES:
             raise ContractMismatch(f"the checkpoint's control_mode {contract.control_mode!r} is not one the bridge "
                                    f"converts ({', '.join(CONTROL_MODES)})")
-        expected = 4 if contract.control_mode == "pd_ee_delta_pos" else len(JOINT_NAMES) - 1
+        # Everything arm-specific comes from the description: chain, joint names, gripper mapping,
+        # action scales and which IK the arm can do (configs/arm/<arm>.yaml).
+        self.arm = load_arm(params.arm)
+        if model is None:
+            model = self.arm.chain if not params.urdf else KinematicChain.from_urdf(
+                params.urdf, self.arm.base_link, self.arm.tcp_link, self.arm.gripper.joint_names)
+        if contract.control_mode not in self.arm.control.modes:
+            raise ContractMismatch(f"the checkpoint's control_mode {contract.control_mode!r} is not one arm "
+                                   f"{params.arm!r} is driven with ({', '.join(self.arm.control.modes)}; "
+                                   f"{self.arm.source})")
+        self.model = model
+        self.joint_names = model.joint_names + tuple(model.gripper_limits)
+        self.scales = ActionScales.for_arm(self.arm)
+        grip = 1 if model.gripper_limits else 0
+        expected = 3 + grip if contract.control_mode == "pd_ee_delta_pos" else model.dof + grip
         if contract.action_dim != expected:
             raise ContractMismatch(f"the checkpoint's action_dim {contract.action_dim} does not fit "
-                                   f"{contract.control_mode} on the Panda ({expected})")
+                                   f"{contract.control_mode} on arm {params.arm!r} ({expected})")
         self.policy, self.params, self.contract, self.timer = policy, params, contract, timer
         self.period = 1.0 / contract.control_freq
-        self.model = model or RobotModel.from_urdf(params.urdf or None)
         self.limits = SafetyLimits.from_params(self.model, {"control_period": self.period, **params.safety})
-        if self.limits.joint_names != JOINT_NAMES:
-            raise ValueError(f"safety joint_names must be {list(JOINT_NAMES)} (arm and fingers); got "
+        if self.limits.joint_names != self.joint_names:
+            raise ValueError(f"safety joint_names must be {list(self.joint_names)} (arm and gripper); got "
                              f"{list(self.limits.joint_names)}")
         self.safety = SafetyFilter(self.model, self.limits)
-        self.controller_joints = list(params.controller_joints) or list(JOINT_NAMES)
-        if any(n not in JOINT_NAMES for n in self.controller_joints) or \
+        self.controller_joints = list(params.controller_joints) or list(self.joint_names)
+        if any(n not in self.joint_names for n in self.controller_joints) or \
                 len(set(self.controller_joints)) != len(self.controller_joints):
             raise ValueError(f"parameter controller_joints={self.controller_joints}: expected distinct names among "
-                             f"{list(JOINT_NAMES)}")
-        self._controller_index = [JOINT_NAMES.index(n) for n in self.controller_joints]
+                             f"{list(self.joint_names)}")
+        self._controller_index = [self.joint_names.index(n) for n in self.controller_joints]
         sources = {}
         if params.object_pose_topic:
             sources["obj_pose"] = params.object_pose_topic
@@ -270,7 +290,7 @@ class PolicyNodeCore:
         reading, reasons = self.obs.parse_joint_state(msg)
         if reading is not None:
             stamp = reading.stamp if reading.stamp is not None else now
-            check = self.safety.on_joint_state(JOINT_NAMES, reading.position, stamp, now)
+            check = self.safety.on_joint_state(self.joint_names, reading.position, stamp, now)
             if check.accepted:
                 arrived = time.monotonic() if receipt is None else receipt
                 gap = arrived - self.joint_receipt
@@ -278,7 +298,7 @@ class PolicyNodeCore:
                     log.warning("joint states resumed after %.2f s: the safety filter restarts from the arm's "
                                 "position (the arm may have been restarted)", gap)
                     self.safety = self._fresh_filter()
-                    self.safety.on_joint_state(JOINT_NAMES, reading.position, stamp, now)
+                    self.safety.on_joint_state(self.joint_names, reading.position, stamp, now)
                     self.resyncs += 1
                 self.obs.set_joint_state(reading, stamp)
                 self.joint_receipt = arrived
@@ -352,8 +372,9 @@ class PolicyNodeCore:
             ref = self.ref_quat if self.params.hold_orientation == "episode_start" else None
             arm = slice(0, self.model.dof)
             limits = (np.asarray(self.limits.lower[arm]), np.asarray(self.limits.upper[arm]))
-            return ee_delta_action_to_joint_targets(self.model, q, action, ref_quat=ref, limits=limits)
-        return joint_delta_action_to_joint_targets(self.model, q, action)
+            return ee_delta_action_to_joint_targets(self.model, q, action, ref_quat=ref, scales=self.scales,
+                                                    hold_orientation=self.arm.ik_mode == "pose", limits=limits)
+        return joint_delta_action_to_joint_targets(self.model, q, action, self.scales)
 
     def tick(self, now: float, late_s: float = 0.0) -> TickResult:
         """One control period at wall-clock time `now`; `late_s`: how late the tick started."""
@@ -373,7 +394,7 @@ class PolicyNodeCore:
                 reasons = [f"policy action rejected: {exc}"]
         if target is None:
             last = self.safety.last_safe
-            target = last if last is not None else np.full(len(JOINT_NAMES), np.nan)
+            target = last if last is not None else np.full(len(self.joint_names), np.nan)
         command = self.last_command = self.safety.send(target, now)
         reasons = reasons + command.reasons
         # Nothing goes out while the watchdog holds: the controller keeps its last target by itself,

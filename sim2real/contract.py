@@ -1,7 +1,7 @@
 """The observation/action contract shared by simulation, demo logs, checkpoints and the robot.
 
 A contract names each observation feature with its shape (as LeRobot does), and fixes
-the action size, control mode and control frequency. Every stage checks the contract
+the arm, the action size, control mode and control frequency. Every stage checks the contract
 of what it loads against what it runs on, and a mismatch is reported field by field:
 `obs_dim 42 in checkpoint, 39 in task`.
 """
@@ -56,12 +56,16 @@ class Contract:
         action_dim: size of the action vector (normalised to [-1, 1]).
         control_mode: e.g. "pd_ee_delta_pos" (end-effector delta position + gripper).
         control_freq: decisions per second (Hz).
+        arm: the robot description the joints and actions belong to (configs/arm/<arm>.yaml).
+            Checkpoints, datasets and bags carry it, so a policy learned on one arm is refused on
+            another by name rather than by a shape that happens to differ.
     """
 
     features: Mapping[str, Feature]
     action_dim: int
     control_mode: str = "pd_ee_delta_pos"
     control_freq: float = 20.0
+    arm: str = "panda"
 
     def __post_init__(self) -> None:
         if self.action_dim <= 0:
@@ -70,6 +74,8 @@ class Contract:
             raise ValueError("Contract supports at most one rgb feature")
         if not self.features:
             raise ValueError("Contract needs at least one observation feature")
+        if not self.arm:
+            raise ValueError("Contract.arm must name an arm (configs/arm/<arm>.yaml), got ''")
 
     @property
     def obs_dim(self) -> int:
@@ -116,6 +122,8 @@ class Contract:
     def mismatches(self, other: Contract, mine: str = "checkpoint", theirs: str = "task") -> list[str]:
         """Every difference between two contracts, each as one readable phrase."""
         problems = []
+        if self.arm != other.arm:
+            problems.append(f"arm {self.arm!r} in {mine}, {other.arm!r} in {theirs}")
         if self.obs_dim != other.obs_dim:
             problems.append(f"obs_dim {self.obs_dim} in {mine}, {other.obs_dim} in {theirs}")
         if self.action_dim != other.action_dim:
@@ -149,6 +157,7 @@ class Contract:
             "action_dim": self.action_dim,
             "control_mode": self.control_mode,
             "control_freq": float(self.control_freq),
+            "arm": self.arm,
         }
 
     @classmethod
@@ -158,8 +167,10 @@ class Contract:
                 str(n): Feature(shape=tuple(int(d) for d in f["shape"]), kind=str(f.get("kind", "state")))
                 for n, f in data["features"].items()
             }
+            # Contracts written before the arm was recorded all belong to the Panda, the only arm then.
             return cls(features=features, action_dim=int(data["action_dim"]),
-                       control_mode=str(data["control_mode"]), control_freq=float(data["control_freq"]))
+                       control_mode=str(data["control_mode"]), control_freq=float(data["control_freq"]),
+                       arm=str(data.get("arm", "panda")))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"{source}: malformed contract ({type(err).__name__}: {err}); expected keys "
-                             "features{name: {shape, kind}}, action_dim, control_mode, control_freq") from err
+                             "features{name: {shape, kind}}, action_dim, control_mode, control_freq, arm") from err

@@ -107,7 +107,7 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
                              generator=torch.Generator().manual_seed(cfg.seed))
         metadata = DatasetMetadata(
             task=cfg.task.name, backend=cfg.backend, contract=env.contract, domain=cfg.domain.name,
-            domain_values=cfg.domain.values(), robot="panda", seed=cfg.seed,
+            domain_values=cfg.domain.values(), seed=cfg.seed,
             extra={"expert": type(expert).__name__, "expert_noise_std": cfg.expert_noise_std,
                    "episode_length": env.episode_length, "obs_mode": env.obs_mode,
                    "domain_randomize": cfg.domain.randomize})

@@ -50,6 +50,16 @@ def test_mismatched_contract_names_the_field(tmp_path: Path, model: WorldModel, 
         load_checkpoint(path, expect_contract=task)
 
 
+def test_a_checkpoint_records_its_arm(tmp_path: Path, model: WorldModel, contract: Contract):
+    so100 = Contract(dict(contract.features), contract.action_dim, contract.control_mode, contract.control_freq,
+                     arm="so100")
+    path = save_checkpoint(tmp_path / "arm.pt", make_checkpoint(model, so100))
+    assert load_checkpoint(path).contract.arm == "so100"
+    with pytest.raises(ContractMismatch, match=r"arm\.pt: contract mismatch: arm 'so100' in checkpoint, 'panda' in "
+                                               r"robot$"):
+        load_checkpoint(path, expect_contract=contract, expect_name="robot")
+
+
 def test_truncated_file_fails_clearly(tmp_path: Path, model: WorldModel, contract: Contract):
     path = save_checkpoint(tmp_path / "m.pt", make_checkpoint(model, contract))
     data = path.read_bytes()

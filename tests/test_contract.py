@@ -48,3 +48,16 @@ def test_feature_order_matters(contract: Contract):
 def test_malformed_contract_dict():
     with pytest.raises(ValueError, match="ckpt.pt: contract: malformed contract"):
         Contract.from_dict({"features": {}, "action_dim": 4}, source="ckpt.pt: contract")
+
+
+def test_the_arm_is_part_of_the_contract(contract: Contract):
+    so100 = Contract(dict(contract.features), contract.action_dim, contract.control_mode, contract.control_freq,
+                     arm="so100")
+    assert Contract.from_dict(so100.to_dict()) == so100
+    # Same shapes on another arm is still another arm: the mismatch names it first.
+    assert so100.mismatches(contract, mine="checkpoint", theirs="robot") == ["arm 'so100' in checkpoint, 'panda' in robot"]
+    # Contracts saved before the arm was recorded were all the Panda's.
+    legacy = {k: v for k, v in contract.to_dict().items() if k != "arm"}
+    assert Contract.from_dict(legacy).arm == "panda"
+    with pytest.raises(ValueError, match="Contract.arm must name an arm"):
+        Contract(dict(contract.features), 4, arm="")

@@ -253,3 +253,14 @@ def test_inspect_data_fails_cleanly_on_a_bad_file(tmp_path: Path, capsys):
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and "bad.h5: not a readable HDF5 file" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_the_robot_attribute_must_be_the_contracts_arm(tmp_path: Path, rgb_contract: Contract):
+    assert DatasetMetadata(task="pick_cube", backend="mujoco", contract=rgb_contract).robot == "panda"
+    with pytest.raises(DatasetError, match="robot 'so100' disagrees with the contract's arm 'panda'"):
+        DatasetMetadata(task="pick_cube", backend="mujoco", contract=rgb_contract, robot="so100")
+    path = tmp_path / "demos.h5"
+    _write(path, rgb_contract)
+    _edit(path, lambda f: f.attrs.__setitem__("robot", "so100"))
+    with pytest.raises(DatasetError, match=r"demos\.h5: attribute robot='so100' disagrees with the contract's arm"):
+        read_dataset(path)

@@ -62,7 +62,7 @@ def state_core(actions: list[Any], mode: str = "pd_ee_delta_pos", **params: Any)
 
 
 def test_constants_match_the_tasks() -> None:
-    from tasks.mujoco.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAMES
+    from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES
 
     assert BASE_IN_TASK == layout.ROBOT_BASE_POS
     assert JOINT_NAMES == ARM_JOINT_NAMES + FINGER_JOINT_NAMES
@@ -117,11 +117,15 @@ def test_contract_mismatches_refuse_to_start() -> None:
     with pytest.raises(ContractMismatch) as err:
         PolicyNodeCore(ScriptedPolicy(odd, [np.zeros(4)]), PolicyNodeParams(policy="reach", reach_target=[0, 0, 0]),
                        MODEL)
-    assert "'qpos' is [7] in the checkpoint, the Panda gives [9]" in str(err.value)
+    assert "'qpos' is [7] in the checkpoint, arm 'panda' gives [9]" in str(err.value)
     assert "'wrist_force' [6] cannot be assembled" in str(err.value)
     wrong = Contract(dict(ReachPolicy.contract.features), action_dim=5)
     with pytest.raises(ContractMismatch, match="action_dim 5 does not fit pd_ee_delta_pos"):
         PolicyNodeCore(ScriptedPolicy(wrong, [np.zeros(5)]), PolicyNodeParams(policy="reach", reach_target=[0, 0, 0]),
+                       MODEL)
+    so100 = Contract(dict(ReachPolicy.contract.features), action_dim=4, arm="so100")
+    with pytest.raises(ContractMismatch, match="arm 'so100' in checkpoint, 'panda' on the robot \\(parameter arm\\)"):
+        PolicyNodeCore(ScriptedPolicy(so100, [np.zeros(4)]), PolicyNodeParams(policy="reach", reach_target=[0, 0, 0]),
                        MODEL)
     core = state_core([np.zeros(4)])
     with pytest.raises(ContractMismatch, match=r"missing \['panda_finger_joint1', 'panda_finger_joint2'\]"):

@@ -442,7 +442,7 @@ def test_contract_mismatch_with_a_checkpoint(tmp_path: Path, model: RobotModel):
     odd = Contract(features={"qpos": Feature((7,)), "goal_pos": Feature((3,))}, action_dim=8,
                    control_mode="pd_joint_delta_pos")
     with pytest.raises(DatasetError, match=r"cannot give this contract:.*feature 'qpos' is \[7\] in the checkpoint, "
-                                           r"the Panda gives \[9\]"):
+                                           r"arm 'panda' gives \[9\]"):
         read(bag, model, task="", contract=odd)
 
 

@@ -241,8 +241,10 @@ class DatasetConfig:
         task: the task whose contract (tasks.spec.task_contract) the episodes have; "" takes
             it from the source where it records one (our HDF5; bags from bag_recorder).
         obs_mode / control_mode / image_size: the rest of that contract.
-        backend / domain / robot: stored as the dataset's metadata ("" for a format's default:
+        backend / domain: stored as the dataset's metadata ("" for a format's default:
             "real" for rosbag2 and LeRobot, the simulator for ManiSkill and robomimic).
+        robot: the arm the recording was made on, stored likewise; "" is the contract's arm, and
+            any other name must equal it (a Panda task's contract refuses robot=so100).
     """
 
     format: str = "auto"
@@ -252,7 +254,7 @@ class DatasetConfig:
     image_size: int = 64
     backend: str = ""
     domain: str = ""
-    robot: str = "panda"
+    robot: str = ""
     rosbag: RosbagOptions = field(default_factory=RosbagOptions)
     lerobot: LeRobotOptions = field(default_factory=LeRobotOptions)
     maniskill: ManiSkillOptions = field(default_factory=ManiSkillOptions)

@@ -59,7 +59,8 @@ class DatasetMetadata:
         contract: observation features, action size, control mode and rate of every episode.
         domain: domain name ("source", "target", …).
         domain_values: the domain's shift values (DomainParams.values()).
-        robot: robot model.
+        robot: the arm the demos were recorded on; "" takes the contract's arm, anything else
+            must equal it.
         seed: the collection's base seed, when there is one.
         created: ISO 8601 time of writing; the writer fills it in when empty.
         sim2real_version: version of the code that wrote the file.
@@ -71,11 +72,18 @@ class DatasetMetadata:
     contract: Contract
     domain: str = "source"
     domain_values: dict[str, float | int] = field(default_factory=dict)
-    robot: str = "panda"
+    robot: str = ""
     seed: int | None = None
     created: str = ""
     sim2real_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.robot:
+            self.robot = self.contract.arm
+        elif self.robot != self.contract.arm:
+            raise DatasetError(f"dataset metadata: robot {self.robot!r} disagrees with the contract's arm "
+                               f"{self.contract.arm!r} (configs/arm/<arm>.yaml)")
 
     @property
     def control_mode(self) -> str:
@@ -129,10 +137,14 @@ class DatasetMetadata:
         if not math.isclose(control_freq, contract.control_freq, rel_tol=1e-6):
             raise DatasetError(f"{source}: attribute control_freq={control_freq:g} disagrees with the contract's "
                                f"{contract.control_freq:g}")
+        robot = _attr(attrs, "robot", str, source)
+        if robot != contract.arm:
+            raise DatasetError(f"{source}: attribute robot={robot!r} disagrees with the contract's arm "
+                               f"{contract.arm!r}")
         return cls(task=_attr(attrs, "task", str, source), backend=_attr(attrs, "backend", str, source),
                    contract=contract, domain=_attr(attrs, "domain", str, source),
                    domain_values=_from_json(attrs, "domain_values", source, dict),
-                   robot=_attr(attrs, "robot", str, source),
+                   robot=robot,
                    seed=_attr(attrs, "seed", int, source) if "seed" in attrs else None,
                    created=_attr(attrs, "created", str, source),
                    sim2real_version=_attr(attrs, "sim2real_version", str, source),

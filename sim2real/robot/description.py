@@ -13,6 +13,7 @@ must reproduce; `Gripper.joint_targets` is linear in a.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,6 +175,11 @@ def arm_config_path(name_or_path: str | Path) -> Path:
     return path
 
 
+def arm_urdf_path(name_or_path: str | Path) -> Path:
+    """The URDF an arm description names, located without parsing it (or importing its package)."""
+    return ArmYaml.read(arm_config_path(name_or_path)).urdf_path()
+
+
 def load_arm(name_or_path: str | Path) -> ArmDescription:
     """Read and check an arm description: a name in configs/arm/ ("panda") or a YAML path."""
     raw = ArmYaml.read(arm_config_path(name_or_path))
@@ -187,6 +193,8 @@ def load_arm(name_or_path: str | Path) -> ArmDescription:
     # URDF velocity 0 means "not given" (the SO-100's): unbounded until the YAML tightens it.
     velocity = np.where(chain.velocity_limits > 0, chain.velocity_limits, math.inf)
     lower, upper, velocity = raw.tightened_limits(joint_names, chain.lower, chain.upper, velocity, urdf)
+    # The chain carries the described limits, so IK and the safety filter built on it trust them.
+    chain = dataclasses.replace(chain, lower=lower, upper=upper, velocity_limits=velocity)
     rest = raw.numbers("rest", len(joint_names))
     for i, (value, lo, hi) in enumerate(zip(rest, lower, upper)):
         if not lo <= value <= hi:

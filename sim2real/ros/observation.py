@@ -1,11 +1,11 @@
 """ROS 2 messages -> the named observation features of a checkpoint's contract.
 
-The tasks observe (tasks/spec.py): `qpos` [9] and `qvel` [9] (panda_joint1..7, then the two
-finger joints), `tcp_pose` [7] (position + quaternion w, x, y, z), `obj_pose` [7], `goal_pos` [3],
+The tasks observe (tasks/spec.py): `qpos` and `qvel` (the arm's joints, then its gripper joints:
+[9] on the Panda, panda_joint1..7 and the two fingers), `tcp_pose` [7] (position + quaternion w, x, y, z), `obj_pose` [7], `goal_pos` [3],
 all in the task (table) frame, and optionally `rgb` uint8 [3, H, W]. On the robot:
 
 - joint states arrive in any order and are reordered by name; velocities give `qvel`;
-- `tcp_pose` is forward kinematics of the measured joints (`RobotModel`), moved from the base
+- `tcp_pose` is forward kinematics of the measured joints (the arm's chain), moved from the base
   frame to the task frame (the base sits at `base_in_task`, not rotated, as in tasks.layout),
   with the quaternion written the way MuJoCo writes it (`mujoco_quat`: for the gripper pointing
   down w is near 0 and the sign convention decides whether x is +1 or -1, which the policy saw);
@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from sim2real.ros import messages as m
-from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
+from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES
+from sim2real.robot.kinematics import KinematicChain
 from sim2real.ros.images import crop_resize, decode_image
 from sim2real.contract import Contract, ContractMismatch
 
@@ -36,9 +37,10 @@ JOINT_NAMES = ARM_JOINT_NAMES + FINGER_JOINT_NAMES
 # (tests/test_policy_node.py checks that the two agree).
 BASE_IN_TASK = (-0.615, 0.0, 0.0)
 POINT_STAMPED = "geometry_msgs/msg/PointStamped"
-# What the bridge can assemble, with the shapes the tasks give them.
-KNOWN_FEATURES: dict[str, tuple[int, ...]] = {"qpos": (9,), "qvel": (9,), "tcp_pose": (7,), "obj_pose": (7,),
-                                              "goal_pos": (3,)}
+# What the bridge can assemble, with the shapes the tasks give them (qpos and qvel: one value per
+# joint of the arm's model, arm then gripper; the Panda's 9).
+KNOWN_FEATURES: dict[str, tuple[int, ...]] = {"qpos": (len(JOINT_NAMES),), "qvel": (len(JOINT_NAMES),),
+                                              "tcp_pose": (7,), "obj_pose": (7,), "goal_pos": (3,)}
 
 
 def mujoco_quat(rot: np.ndarray) -> np.ndarray:
@@ -88,7 +90,7 @@ class Frames:
 
 @dataclass(frozen=True)
 class JointReading:
-    """A validated joint state: positions and velocities in JOINT_NAMES order, stamp (s) or None."""
+    """A validated joint state: positions and velocities in the arm's joint order, stamp (s) or None."""
 
     position: np.ndarray
     velocity: np.ndarray
@@ -110,14 +112,15 @@ class ObservationAssembler:
 
     Args:
         contract: the checkpoint's contract.
-        model: the arm's kinematics (for `tcp_pose`).
+        model: the arm's kinematics (for `tcp_pose`); its arm joints then gripper joints are the
+            joints read from joint states, in that order (`joint_names`).
         sources: feature -> where it comes from (a topic or parameter name), for every
             optional input configured (obj_pose, goal_pos, rgb); used to refuse a contract
             that needs an input nobody provides.
         frames: base and task frames.
         max_input_age_s: object poses and camera frames older than this are stale (the goal is
             not: it is a fixed target until replaced).
-        ignore_unknown_joints: accept joint states carrying joints other than the Panda's (their
+        ignore_unknown_joints: accept joint states carrying joints other than the arm's (their
             values are dropped); otherwise such messages are rejected.
         image_crop: (x, y, width, height) cut from camera frames before resizing; None: whole frame.
 
@@ -126,7 +129,7 @@ class ObservationAssembler:
             an input without a configured source.
     """
 
-    def __init__(self, contract: Contract, model: RobotModel, sources: Mapping[str, str],
+    def __init__(self, contract: Contract, model: KinematicChain, sources: Mapping[str, str],
                  frames: Frames = Frames(), max_input_age_s: float = 0.5, ignore_unknown_joints: bool = False,
                  image_crop: tuple[int, int, int, int] | None = None) -> None:
         self.contract = contract
@@ -135,18 +138,20 @@ class ObservationAssembler:
         self.max_input_age_s = max_input_age_s
         self.ignore_unknown_joints = ignore_unknown_joints
         self.image_crop = image_crop
+        self.joint_names = model.joint_names + tuple(model.gripper_limits)
+        known = {**KNOWN_FEATURES, "qpos": (len(self.joint_names),), "qvel": (len(self.joint_names),)}
         problems = []
         for name, feature in contract.features.items():
             if feature.kind == "rgb":
                 if "rgb" not in sources:
                     problems.append(f"feature {name!r} (rgb{list(feature.shape)}) needs a camera: set camera_topic")
                 continue
-            if name not in KNOWN_FEATURES:
+            if name not in known:
                 problems.append(f"feature {name!r} {list(feature.shape)} cannot be assembled from ROS topics (the "
-                                f"bridge provides {', '.join(KNOWN_FEATURES)}, rgb)")
-            elif feature.shape != KNOWN_FEATURES[name]:
-                problems.append(f"feature {name!r} is {list(feature.shape)} in the checkpoint, the Panda gives "
-                                f"{list(KNOWN_FEATURES[name])}")
+                                f"bridge provides {', '.join(known)}, rgb)")
+            elif feature.shape != known[name]:
+                problems.append(f"feature {name!r} is {list(feature.shape)} in the checkpoint, arm "
+                                f"{contract.arm!r} gives {list(known[name])}")
             elif name in ("obj_pose", "goal_pos") and name not in sources:
                 hint = "object_pose_topic" if name == "obj_pose" else "goal_topic or goal_pos"
                 problems.append(f"feature {name!r} has no source: set {hint}")
@@ -166,11 +171,11 @@ class ObservationAssembler:
             ContractMismatch: names the joints found and the ones missing.
         """
         names = list(getattr(msg, "name", []))
-        missing = [n for n in JOINT_NAMES if n not in names]
+        missing = [n for n in self.joint_names if n not in names]
         if missing:
             raise ContractMismatch(
                 f"the first joint state has joints {names}; the checkpoint observes qpos/qvel of "
-                f"{list(JOINT_NAMES)}: missing {missing} (check the joint_states topic and the robot's joint names)")
+                f"{list(self.joint_names)}: missing {missing} (check the joint_states topic and the robot's joint names)")
 
     def parse_joint_state(self, msg: object) -> tuple[JointReading | None, list[str]]:
         """Validate and reorder a sensor_msgs/JointState; (reading, []) or (None, reasons)."""
@@ -187,19 +192,19 @@ class ObservationAssembler:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             reasons.append(f"joint state repeats names {repeated}")
-        unknown = [n for n in names if n not in JOINT_NAMES]
+        unknown = [n for n in names if n not in self.joint_names]
         if unknown and not self.ignore_unknown_joints:
             reasons.append(f"joint state has unknown joints {unknown} (set ignore_unknown_joints to drop them)")
-        missing = [n for n in JOINT_NAMES if n not in names]
+        missing = [n for n in self.joint_names if n not in names]
         if missing:
             reasons.append(f"joint state lacks joints {missing}")
         if reasons:
             return None, reasons
-        order = [names.index(n) for n in JOINT_NAMES]
+        order = [names.index(n) for n in self.joint_names]
         position = pos[order]
-        velocity = vel[order] if vel.size else np.zeros(len(JOINT_NAMES))
+        velocity = vel[order] if vel.size else np.zeros(len(self.joint_names))
         if not (_finite(position) and _finite(velocity)):
-            bad = [n for n, p, v in zip(JOINT_NAMES, position, velocity) if not (np.isfinite(p) and np.isfinite(v))]
+            bad = [n for n, p, v in zip(self.joint_names, position, velocity) if not (np.isfinite(p) and np.isfinite(v))]
             return None, [f"joint state has NaN/inf for {bad}"]
         stamp = m.stamp_to_seconds(msg.header.stamp)  # type: ignore[attr-defined]
         return JointReading(position, velocity, stamp if stamp > 0 else None), []
@@ -306,7 +311,7 @@ class ObservationAssembler:
         if self.joints is None:
             raise RuntimeError("observation(): no joint state yet (check missing() first)")
         values = {"qpos": self.joints.position, "qvel": self.joints.velocity,
-                  "tcp_pose": self.tcp_pose(self.joints.position[:len(ARM_JOINT_NAMES)])}
+                  "tcp_pose": self.tcp_pose(self.joints.position[:self.model.dof])}
         out = {}
         for name, feature in self.contract.features.items():
             if feature.kind == "rgb":

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from tasks.mujoco.robot import ARM_JOINT_NAMES, FINGER_BODIES, FINGER_JOINT_NAMES, TCP_SITE
+from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES
+from tasks.mujoco.robot import FINGER_BODIES, TCP_SITE
 from tasks.mujoco.scene import CUBE_NAMES, GOAL_BODY, OBS_CAMERA, RENDER_CAMERA
 
 ROBOT = "panda/"

@@ -24,38 +24,22 @@ not carry is added the way ManiSkill configures its Panda:
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from dm_control import mjcf
 
+from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, TCP_LINK
+from sim2real.robot.description import arm_urdf_path
 from tasks import layout
 from tasks.mujoco.contact import SOLREF, set_finger_contacts, set_geom_defaults
 from tasks.mujoco.meshes import stl_vertices
 from tasks.mujoco.urdf import Joint, Link, Urdf, parse_urdf
 
-ARM_JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))
-FINGER_JOINT_NAMES = ("panda_finger_joint1", "panda_finger_joint2")
 FINGER_BODIES = ("panda_leftfinger", "panda_rightfinger")
 HAND_BODY = "panda_hand"
 FINGER_ARMATURE = 0.1
 ARM_ARMATURE = 0.1
-TCP_SITE = "panda_hand_tcp"
-
-
-def panda_urdf_path() -> Path:
-    """ManiSkill's panda_v2.urdf, found inside the installed mani_skill package.
-
-    The package is located, not imported: importing mani_skill takes seconds (SAPIEN, gym).
-    """
-    spec = importlib.util.find_spec("mani_skill")
-    if spec is None or spec.origin is None:
-        raise ImportError("the MuJoCo Panda is built from ManiSkill's panda_v2.urdf and meshes: install the "
-                          "`maniskill` extra (mani-skill==3.0.1) for its robot assets")
-    path = Path(spec.origin).parent / "assets" / "robots" / "panda" / "panda_v2.urdf"
-    if not path.exists():
-        raise FileNotFoundError(f"Panda URDF not found at {path} (mani_skill at {Path(spec.origin).parent})")
-    return path
+TCP_SITE = TCP_LINK
 
 
 def build_panda(urdf_path: str | Path | None = None) -> mjcf.RootElement:
@@ -64,7 +48,7 @@ def build_panda(urdf_path: str | Path | None = None) -> mjcf.RootElement:
     Args:
         urdf_path: the URDF to build from (default: ManiSkill's panda_v2.urdf).
     """
-    urdf = parse_urdf(urdf_path or panda_urdf_path())
+    urdf = parse_urdf(urdf_path or arm_urdf_path("panda"))
     model = mjcf.RootElement(model="panda")
     model.compiler.angle = "radian"
     set_geom_defaults(model, robot=True)
