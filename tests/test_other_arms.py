@@ -1,15 +1,18 @@
 """Arms other than the Panda by configuration only: the policy node core, its observation
-assembly, action conversion and safety filter run on the xArm7 from configs/arm/xarm7.yaml
-(7 joints, no gripper: the URDF ManiSkill ships) with no code that names it, and an arm whose
-description lacks what the filter needs (the SO-100's URDF gives no velocity limits) is refused."""
+assembly, action conversion and safety filter run on the xArm7 (7 joints, no gripper) and the
+SO-100 (5 joints and a jaw, position-only IK) from configs/arm/ with no code that names them,
+and an arm whose description lacks what the filter needs (velocity limits) is refused."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rosbags")
 pytest.importorskip("mani_skill")  # the URDFs ship in its wheel (located, not imported)
@@ -18,6 +21,7 @@ from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams  # noqa: E
 from robot_bridge.safety import SafetyConfigError, SafetyFilter, SafetyLimits  # noqa: E402
 from sim2real.contract import Contract, ContractMismatch, Feature  # noqa: E402
 from sim2real.robot import load_arm  # noqa: E402
+from sim2real.robot.description import ARM_CONFIG_DIR  # noqa: E402
 from sim2real.robot.arm_model import ActionScales, joint_delta_action_to_joint_targets  # noqa: E402
 from sim2real.ros import messages as m  # noqa: E402
 
@@ -102,11 +106,42 @@ def test_refusals_name_the_arm_and_the_missing_limits() -> None:
     with pytest.raises(ContractMismatch, match="action_dim 8 does not fit pd_joint_delta_pos on arm 'xarm7' \\(7\\)"):
         odd = Contract(dict(xarm_contract().features), action_dim=8, control_mode="pd_joint_delta_pos", arm="xarm7")
         PolicyNodeCore(Scripted(odd, np.zeros(8)), xarm_params())
-    # The SO-100's URDF gives no velocity limits; a safety filter cannot run on "unbounded".
-    so100 = load_arm("so100")
-    assert not np.isfinite(so100.chain.velocity_limits).any()
+
+
+def test_an_arm_without_velocity_limits_is_refused_by_the_safety_filter(tmp_path: Path) -> None:
+    # The SO-100's URDF gives none (0); its description sets them. Without that, "unbounded".
+    data = yaml.safe_load((ARM_CONFIG_DIR / "so100.yaml").read_text())
+    data["limits"] = {}
+    path = tmp_path / "so100_unlimited.yaml"
+    path.write_text(yaml.safe_dump(data))
+    unlimited = load_arm(path)
+    assert not np.isfinite(unlimited.chain.velocity_limits).any()
     with pytest.raises(SafetyConfigError, match="safety velocity"):
-        SafetyLimits.from_model(so100.chain)
+        SafetyLimits.from_model(unlimited.chain)
+    described = load_arm("so100")
+    assert np.all(described.chain.velocity_limits == 3.0)
+    assert described.chain.gripper_limits["gripper"].velocity == 3.0
+
+
+def test_the_so100_runs_through_the_node_core_with_its_jaw() -> None:
+    so100 = load_arm("so100")
+    names = so100.joint_names + so100.gripper.joint_names
+    contract = Contract({"qpos": Feature((6,)), "qvel": Feature((6,)), "tcp_pose": Feature((7,))}, action_dim=6,
+                        control_mode="pd_joint_delta_pos", arm="so100")
+    action = np.array([1.0, -1.0, 0.5, 0.0, -0.5, 1.0])  # the last: open the jaw
+    params = PolicyNodeParams(arm="so100", policy="reach", reach_target=[0, 0, 0], object_pose_topic="",
+                              goal_topic="", base_frame=so100.base_link,
+                              safety={"workspace_lo": (-1.0, -1.0, -0.5), "workspace_hi": (1.0, 1.0, 1.0)})
+    core = PolicyNodeCore(Scripted(contract, action), params)
+    assert core.joint_names == names
+    q = np.r_[0.0, -0.8, 0.8, 0.3, 0.0, so100.gripper.joint_targets(-1.0)]
+    now = time.time()
+    core.on_joint_state(m.joint_state(list(names), q, np.zeros(6), stamp=now), now)
+    sent = core.tick(now + 0.01).command.positions
+    # 0.05 rad per step at action 1 (the description's joint_delta); the jaw heads for open (1.1),
+    # limited to one tick at half its 3 rad/s.
+    assert np.allclose(sent[:5], q[:5] + 0.05 * action[:5])
+    assert sent[5] == pytest.approx(q[5] + 0.5 * 3.0 * 0.05)
 
 
 def test_a_position_only_arm_converts_ee_deltas_without_an_orientation() -> None:

@@ -25,6 +25,7 @@ from sim2real.robot.arm_yaml import ArmYaml
 from sim2real.robot.kinematics import (
     MOVING_JOINT_TYPES,
     IkSolution,
+    JointLimit,
     KinematicChain,
     UrdfTree,
     joint_limit,
@@ -190,11 +191,20 @@ def load_arm(name_or_path: str | Path) -> ArmDescription:
     joint_names = _check_chain(raw, tree, base_link, tcp_link)
     gripper = _read_gripper(raw, tree, joint_names)
     chain = KinematicChain.from_urdf(urdf, base_link, tcp_link, gripper.joint_names)
-    # URDF velocity 0 means "not given" (the SO-100's): unbounded until the YAML tightens it.
-    velocity = np.where(chain.velocity_limits > 0, chain.velocity_limits, math.inf)
-    lower, upper, velocity = raw.tightened_limits(joint_names, chain.lower, chain.upper, velocity, urdf)
+    # `limits` may tighten the arm's and the gripper's joints alike. URDF velocity 0 means "not
+    # given" (the SO-100's): unbounded until the YAML tightens it.
+    fingers = [chain.gripper_limits[n] for n in gripper.joint_names]
+    all_lower, all_upper, all_velocity = raw.tightened_limits(
+        joint_names + gripper.joint_names, np.r_[chain.lower, [f.lower for f in fingers]],
+        np.r_[chain.upper, [f.upper for f in fingers]],
+        np.where(np.r_[chain.velocity_limits, [f.velocity for f in fingers]] > 0,
+                 np.r_[chain.velocity_limits, [f.velocity for f in fingers]], math.inf), urdf)
+    n = len(joint_names)
+    lower, upper, velocity = all_lower[:n], all_upper[:n], all_velocity[:n]
     # The chain carries the described limits, so IK and the safety filter built on it trust them.
-    chain = dataclasses.replace(chain, lower=lower, upper=upper, velocity_limits=velocity)
+    chain = dataclasses.replace(chain, lower=lower, upper=upper, velocity_limits=velocity, gripper_limits={
+        name: JointLimit(float(all_lower[n + i]), float(all_upper[n + i]), float(all_velocity[n + i]))
+        for i, name in enumerate(gripper.joint_names)})
     rest = raw.numbers("rest", len(joint_names))
     for i, (value, lo, hi) in enumerate(zip(rest, lower, upper)):
         if not lo <= value <= hi:
