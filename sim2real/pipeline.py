@@ -218,6 +218,7 @@ class Pipeline:
         return [str(self.bags / e.bag) for e in read_index(self.bags) if e.success]
 
     def finetune_phase(self) -> dict[str, Any]:
+        from sim2real.checkpoint import load_checkpoint
         from sim2real.config import load_preset
         from sim2real.data import DatasetConfig
         from sim2real.stages import finetune_settings, run_finetune
@@ -228,7 +229,9 @@ class Pipeline:
                                     steps=c.finetune_steps, seed=c.seed, out_dir=str(self.out / "finetune"),
                                     eval_backend="")
         run = run_finetune(run_cfg, self.say)
-        return {"checkpoint": run.checkpoint, "updates": run.updates, "updates_per_s": run.updates_per_s}
+        # The arm the deployed checkpoint belongs to (its contract), for the report.
+        arm = load_checkpoint(run.checkpoint).contract.arm
+        return {"checkpoint": run.checkpoint, "updates": run.updates, "updates_per_s": run.updates_per_s, "arm": arm}
 
     def evaluate(self) -> dict[str, Any]:
         import tasks
@@ -308,8 +311,9 @@ class Pipeline:
             "throughput": {"env_steps_per_s": pre["env_steps_per_s"], "updates_per_s": pre["updates_per_s"],
                            "finetune_updates_per_s": done["finetune"]["updates_per_s"]},
         }
-        summary = report.write_json(folder / "summary.json", {"config": {**asdict(c), "target_domain": asdict(self.target)},
-                                                              "figures": figures})
+        config = {**asdict(c), "target_domain": asdict(self.target)}
+        summary = report.write_json(folder / "summary.json",
+                                    {"arm": done["finetune"].get("arm"), "config": config, "figures": figures})
         self.say(md.read_text().rstrip())
         files = [curve, md, table_csv, hist, summary] + ([Path(video)] if video else [])
         self.say("report: " + ", ".join(str(p) for p in files))

@@ -57,6 +57,7 @@ def test_the_main_command_runs_every_phase_and_writes_the_report(tmp_path):
     assert "| zero_shot |" in (report / "success_table.md").read_text()
     summary = json.loads((report / "summary.json").read_text())
     assert summary["config"]["task"]["name"] == "push_cube" and summary["config"]["target_domain"]["name"] == "target"
+    assert summary["arm"] == "panda"  # the deployed checkpoint's arm (configs/arm/panda.yaml)
     figures = summary["figures"]
     assert figures["latency_ms"]["ticks"] > 0 and figures["latency_ms"]["p50"] > 0
     assert set(figures["phase_wall_s"]) == {"demos", "pretrain", "record", "finetune", "evaluate", "deploy"}
