@@ -163,7 +163,7 @@ def offline_checkpoint(cfg: TransferConfig, pretrained: Path, say: Callable[[str
     demos for as many updates as the pretraining made, cached beside that pretraining."""
     import fcntl
 
-    from sim2real.checkpoint import load_checkpoint
+    from sim2real.checkpoint import load_checkpoint, save_checkpoint
     from sim2real.stages import finetune_settings, run_finetune
 
     pre = load_checkpoint(pretrained)
@@ -181,6 +181,11 @@ def offline_checkpoint(cfg: TransferConfig, pretrained: Path, say: Callable[[str
         run_finetune(finetune_settings(overrides(cfg.scratch), **_scratch_fields(cfg, pre), demos=demos["path"],
                                        num_demos=int(demos["episodes"]), steps=steps, holdout=0.0, seed=1,
                                        out_dir=str(out), device=cfg.device, eval_backend=""), say)
+        # Its training demos are the pretraining's sim demos: recorded as its anchor, so that it is
+        # finetuned like `ours` (finetune's sim_demos share comes from them).
+        offline = load_checkpoint(ckpt)
+        offline.extra["demos"]["sim_demos"] = {"path": demos["path"], "episodes": int(demos["episodes"])}
+        save_checkpoint(ckpt, offline)
         atomic_write(done, json.dumps({"steps": steps, "pretrained": str(pretrained)}))
     return ckpt
 

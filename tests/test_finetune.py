@@ -19,8 +19,9 @@ from sim2real.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from sim2real.config import ModelConfig, PlannerConfig, load_preset  # noqa: E402
 from sim2real.contract import ContractMismatch  # noqa: E402
 from sim2real.data import DatasetError, DatasetMetadata, Episode, read_episodes, write_dataset  # noqa: E402
-from sim2real.finetune import (FinetuneConfig, Finetuner, Selection, file_sha256, finetune,  # noqa: E402
-                               heldout_action_mse, split_holdout)
+from sim2real.finetune import (  # noqa: E402
+    AUTO_SIM_DEMOS, FinetuneConfig, Finetuner, Selection, file_sha256, finetune, heldout_action_mse, split_holdout,
+)
 from sim2real.imitation import CONFIGS, make_objective  # noqa: E402
 from sim2real.inference import load_policy  # noqa: E402
 from sim2real.pretrain import PretrainConfig, pretrain, state_statistics  # noqa: E402
@@ -353,3 +354,18 @@ def test_sim_demos_need_a_checkpoint_that_records_its_demos(tmp_path, pretrained
         finetune(small(tmp_path, bare, target_demos, sim_demos=0.5))
     with pytest.raises(ValueError, match="sim_demos=1.0: expected a fraction"):
         finetune(small(tmp_path, pretrained, target_demos, sim_demos=1.0))
+
+
+def test_sim_demos_by_default_when_the_pretrainings_are_at_hand(tmp_path, pretrained, target_demos):
+    said: list[str] = []
+    tuner = Finetuner(small(tmp_path, pretrained, target_demos, holdout=0), say=said.append)
+    assert tuner.sim_share == AUTO_SIM_DEMOS and tuner.demo_info["sim_demos"]["share"] == AUTO_SIM_DEMOS
+    # Without them (a checkpoint that records none, a scratch run), the target demos alone, said so.
+    ckpt = load_checkpoint(pretrained)
+    del ckpt.extra["demos"]
+    bare = save_checkpoint(tmp_path / "no_demos.pt", ckpt)
+    tuner = Finetuner(small(tmp_path, bare, target_demos, holdout=0), say=said.append)
+    assert tuner.sim_share == 0.0 and tuner.sim_expert is None and "sim_demos" not in tuner.demo_info
+    assert any("sim_demos: target demos only (" in line and "no_demos.pt records no sim demos" in line for line in said)
+    assert Finetuner(small(tmp_path, pretrained, target_demos, holdout=0, sim_demos=0.0),
+                     say=said.append).sim_expert is None  # 0 given: target demos only

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from sim2real.bc import cotrain_weights
+from sim2real.checkpoint import load_checkpoint
+from sim2real.finetune import AUTO_SIM_DEMOS, recorded_sim_demos
 from hydra.errors import HydraException
 from sim2real.transfer import demo_domain, pretrain_key
 from sim2real.transfer_config import METHODS, TransferConfig, config_from_overrides, domain_with, overrides
@@ -169,9 +171,15 @@ def test_a_tiny_run_prints_the_table_writes_its_files_and_continues_from_them(tm
     assert (run / "seed0" / "target_demos.h5").exists()
     ours = run / "seed0" / "ours" / "checkpoints" / "last.pt"
     assert ours.exists()
-    # wm_offline trained offline on the cached pretraining's sim demos, then finetuned like ours
-    assert list((tmp_path / "cache").glob("*/seed0/wm_offline_5/checkpoints/last.pt"))
-    assert (run / "seed0" / "wm_offline" / "checkpoints" / "last.pt").exists()
+    # wm_offline trained offline on the cached pretraining's sim demos, then finetuned like ours:
+    # both anchored by those sim demos (finetune's default sim_demos share).
+    (offline,) = (tmp_path / "cache").glob("*/seed0/wm_offline_5/checkpoints/last.pt")
+    (pretrained,) = (tmp_path / "cache").glob("*/seed0/checkpoints/last.pt")
+    sim = load_checkpoint(pretrained).extra["demos"]
+    assert recorded_sim_demos(load_checkpoint(offline).extra) == {"path": sim["path"], "episodes": sim["episodes"]}
+    for method in ("ours", "wm_offline"):
+        tuned = load_checkpoint(run / "seed0" / method / "checkpoints" / "last.pt").extra["demos"]["sim_demos"]
+        assert tuned["path"] == sim["path"] and tuned["share"] == AUTO_SIM_DEMOS, method
     # The same out_dir again: nothing is retrained, the table is the same.
     mtime = ours.stat().st_mtime_ns
     again = run_benchmark(tmp_path)
