@@ -18,14 +18,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sim2real.config import CONFIG_DIR
-from sim2real.finetune import register_schemas
+from sim2real.finetune_config import register_schemas
 
 register_schemas()
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="finetune", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from sim2real.finetune import eval_line, finetune, finetune_config
+    from sim2real.finetune import eval_line, finetune
+    from sim2real.finetune_config import finetune_config
 
     run = finetune_config(cfg)
     run.out_dir = run.out_dir or HydraConfig.get().runtime.output_dir

@@ -24,7 +24,7 @@ Finetuning must never make the model worse, and a real user has no target simula
 notice when it does. So a fraction of the demo episodes (`holdout`) is held out, never
 trained on, and every `select_every` updates, starting before the first, the model is scored
 on them by what the deployed prior would do there: the squared error between its action and
-the demonstrator's (`heldout_action_mse`). The run keeps the best-scoring weights (the
+the demonstrator's (`sim2real.selection`). The run keeps the best-scoring weights (the
 pretrained ones when no update beats them) and stops after `patience` checks without a gain.
 
 A run writes `metrics.csv`, `eval.csv`, `select.csv` (the held-out checks), TensorBoard events (`tb/`) and `checkpoints/last.pt`
@@ -35,150 +35,32 @@ A run writes `metrics.csv`, `eval.csv`, `select.csv` (the held-out checks), Tens
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from hydra.core.config_store import ConfigStore
 
-from sim2real.agent import Agent, AgentConfig, ImaginedBatch
+from sim2real.agent import Agent, ImaginedBatch
 from sim2real.buffer import EpisodeBuffer, SliceBatch, cat_batches, expert_buffer
 from sim2real.checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
-from sim2real.config import ModelConfig, PlannerConfig
 from sim2real.contract import Contract
-from sim2real.data import DatasetConfig, DatasetError, Episode, detect_format, read_episodes
+from sim2real.data import read_episodes
 from sim2real.device import resolve_device
 from sim2real.evaluate import evaluate_training_agent, log_eval
+from sim2real.finetune_config import AUTO_SIM_DEMOS, BEHAVIOURS, FinetuneConfig, resolve_domain
+from sim2real.finetune_demos import file_sha256, load_demos, recorded_sim_demos, sim_buffer, split_holdout
 from sim2real.imitation import CONFIGS, make_objective
 from sim2real.inference import load_objective
 from sim2real.planner import discount_from_episode_length
 from sim2real.preflight import LOG_MARGIN_BYTES, check_output_dir, checkpoint_bytes, fmt_bytes
 from sim2real.pretrain import CsvLog, state_statistics
-from sim2real.world_model import STATE_STD_FLOOR, WorldModel
-
-BEHAVIOURS = ("rollouts", "demos", "sim_buffer")
-# The default share of sim demos in every expert half when the pretraining's are at hand. Half:
-# paired over 9 seeds of the transfer benchmark (push, drawer, stack; 20 target demos from half
-# the spawn region, `target` domain) it scored 7.6 points above target demos only, with t = 2.5.
-AUTO_SIM_DEMOS = 0.5
-
-
-def finetune_agent_defaults() -> AgentConfig:
-    """Pretraining's CPU recipe (BC-shaped prior, no max-Q term, 2 x 128 slices) at a third of its
-    learning rate: a few demos and a pretrained starting point call for small steps."""
-    return AgentConfig(batch_size=128, lr=1e-4, bc_coef=10.0, pi_q_coef=0.0)
-
-
-@dataclass
-class FinetuneConfig:
-    """`scripts/finetune.py` (configs/finetune.yaml).
-
-    Args:
-        checkpoint: the pretrained checkpoint; null with `scratch=true`.
-        scratch: train a fresh model (`model`, `objective`, `task` groups) on the demos only.
-        demos: a demo source or a list of them (any format `read_episodes` reads; `dataset`
-            says how: `dataset=lerobot_panda`, `dataset.rosbag.camera_topic=...`).
-        num_demos: use the first this many episodes over all sources; 0: all.
-        dataset: the dataset/ group (format "auto" by default).
-        behaviour: where the behaviour half of every batch comes from (BEHAVIOURS).
-        freeze: modules that stay fixed (sim2real.agent.FREEZABLE: encoder, dynamics, q, pi, reward).
-        steps: gradient updates.
-        seed / device: torch/numpy/random seed; "auto", "cpu" or "cuda".
-        log_every: metrics.csv / TensorBoard period (updates).
-        eval_backend: simulate the target domain here ("mujoco", "maniskill"); "": no evaluation.
-        eval_domain: a domain preset name ("target") or a mapping of DomainParams fields.
-        eval_episodes / eval_every: episodes per evaluation and its period (updates). A
-            finetuning run also evaluates before its first update (zero-shot transfer).
-        eval_video: MP4 of the first episode of every evaluation (videos/).
-        holdout: fraction of the demo episodes held out to choose the weights kept (at least
-            one when there are two or more episodes; 0 or a single episode: no selection, the
-            last weights are kept).
-        select_every: updates between held-out checks (the first is before any update).
-        patience: stop after this many checks in a row without a better held-out score (0: never).
-        sim_demos: share of every expert half drawn from the sim demos the pretrained
-            checkpoint records (`extra["demos"]`), the rest from the target demos: an anchor
-            against forgetting what pretraining learnt where the few target demos do not reach.
-            None (the default): AUTO_SIM_DEMOS when the checkpoint records its sim demos and the
-            file is there, else target demos only (said in the log). A number is taken as given:
-            0 is target demos only, and a share the checkpoint cannot serve is an error.
-        state_std_floor: raise the encoder's normalisation std to at least this (state units)
-            before finetuning; 0 keeps it. Features nearly constant in the sim demos (the
-            goal's height: std 1e-6) turn any target sensor noise into inputs of 10^3-10^4
-            standard deviations; see `floor_state_std`.
-        out_dir: where everything is written ("" = the current directory).
-        task: the task/ group: required with scratch=true; otherwise optional (read from the
-            checkpoint) and checked against its contract.
-        model / objective: the model/ and objective/ groups, for scratch=true only (a
-            finetuned model keeps the checkpoint's architecture and objective).
-        planner: how the agent acts in evaluations (default `policy`, the prior).
-        agent: optimisation settings (defaults: `finetune_agent_defaults`).
-    """
-
-    checkpoint: Optional[str] = None
-    scratch: bool = False
-    demos: Any = None
-    num_demos: int = 0
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    behaviour: str = "rollouts"
-    freeze: list[str] = field(default_factory=list)
-    steps: int = 500
-    seed: int = 1
-    device: str = "auto"
-    log_every: int = 50
-    eval_backend: str = ""
-    eval_domain: Any = "target"
-    eval_episodes: int = 10
-    eval_every: int = 250
-    eval_video: bool = False
-    holdout: float = 0.2
-    select_every: int = 50
-    patience: int = 4
-    sim_demos: Optional[float] = None
-    state_std_floor: float = STATE_STD_FLOOR
-    out_dir: str = ""
-    task: Any = None
-    model: Any = None
-    objective: Any = None
-    planner: PlannerConfig = field(default_factory=PlannerConfig)
-    agent: AgentConfig = field(default_factory=finetune_agent_defaults)
-
-
-ConfigStore.instance().store(name="finetune_schema", node=FinetuneConfig)
-
-
-def register_schemas() -> None:
-    """Register every structured schema `configs/finetune.yaml` composes (finetune_schema and
-    dataset/ are registered by importing this module; task/, domain/, objective/ here)."""
-    from sim2real.pretrain import register_schemas as register_pretrain_schemas
-
-    register_pretrain_schemas()
-
-
-def finetune_config(cfg: Any) -> FinetuneConfig:
-    """A composed `finetune` DictConfig -> FinetuneConfig with typed groups and demo paths."""
-    from omegaconf import OmegaConf
-
-    from sim2real.config import to_dataclass
-    from tasks.spec import TaskConfig
-
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    groups = {k: plain.pop(k) for k in ("task", "model", "objective", "eval_domain", "demos")}
-    run = to_dataclass(OmegaConf.create(plain), FinetuneConfig)
-    run.task = to_dataclass(groups["task"], TaskConfig) if groups["task"] is not None else None
-    run.model = to_dataclass(groups["model"], ModelConfig) if groups["model"] is not None else None
-    if groups["objective"] is not None:
-        run.objective = to_dataclass(groups["objective"], CONFIGS[groups["objective"]["name"]])
-    run.eval_domain = resolve_domain(groups["eval_domain"])
-    demos = groups["demos"]
-    run.demos = [str(d) for d in demos] if isinstance(demos, (list, tuple)) else demos
-    return run
-
+from sim2real.selection import Selection
+from sim2real.world_model import WorldModel
 
 @dataclass
 class FinetuneEval:
@@ -211,74 +93,6 @@ def eval_line(r: FinetuneEval) -> str:
     return f"finetune task={r.task} steps={r.step} wall_s={r.wall_s:.1f} success={r.success_at_end:.2f}"
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def resolve_domain(spec: Any) -> Any:
-    """A domain preset name, DomainParams, or a mapping of its fields (over the nominal
-    world's, named "custom" unless it says) -> DomainParams."""
-    from omegaconf import OmegaConf
-
-    from sim2real.config import CONFIG_DIR, preset_names, to_dataclass
-    from tasks.domain import DomainParams
-
-    if isinstance(spec, DomainParams):
-        return spec
-    if isinstance(spec, str):
-        # Read the YAML directly: Hydra's compose API is not usable inside a running Hydra app.
-        path = CONFIG_DIR / "domain" / f"{spec}.yaml"
-        if not path.is_file():
-            names = ", ".join(preset_names("domain"))
-            raise ValueError(f"eval_domain={spec!r}: not a preset of configs/domain/ ({names})")
-        preset = OmegaConf.load(path)
-        preset.pop("defaults", None)
-        return to_dataclass(preset, DomainParams)
-    if isinstance(spec, Mapping):
-        return to_dataclass({"name": "custom", **spec}, DomainParams)
-    raise ValueError(f"eval_domain={spec!r}: expected a domain preset name or a mapping of DomainParams fields")
-
-
-def load_demos(sources: Any, contract: Contract, dataset: DatasetConfig, num_demos: int, horizon: int,
-               say: Callable[[str], None], task: str | None = None) -> tuple[list[Episode], dict[str, Any]]:
-    """Every episode of the demo sources (checked against `contract`), and their provenance.
-
-    Tasks can share a contract (push_cube and pick_cube do), so a source that records a
-    known task must also record `task` when one is given. Episodes shorter than the
-    horizon hold no training slice and are skipped with a note.
-    """
-    from tasks.spec import TASKS
-
-    paths = [sources] if isinstance(sources, (str, Path)) else list(sources or [])
-    if not paths:
-        raise ValueError("demos=...: required (a demo file or directory, or a list of them)")
-    episodes: list[Episode] = []
-    files = []
-    for path in paths:
-        fmt = dataset.format if dataset.format != "auto" else detect_format(path)
-        metadata, found = read_episodes(path, fmt, dataset, contract=contract)
-        if task in TASKS and metadata.task in TASKS and metadata.task != task:
-            raise DatasetError(f"{path}: demos of task {metadata.task!r}, the model is for task {task!r}")
-        files.append({"path": str(Path(path).resolve()), "format": fmt, "episodes": len(found),
-                      "task": metadata.task, "domain": metadata.domain, "backend": metadata.backend})
-        episodes += found
-    if num_demos > 0:
-        episodes = episodes[:num_demos]
-    usable = [e for e in episodes if e.length >= horizon]
-    if len(usable) < len(episodes):
-        say(f"skipping {len(episodes) - len(usable)} demo episodes shorter than the horizon H={horizon}")
-    if not usable:
-        raise ValueError(f"demos {paths}: no episode has the {horizon} steps a training slice needs")
-    formats = sorted({f["format"] for f in files})
-    info = {"paths": [f["path"] for f in files], "format": formats[0] if len(formats) == 1 else formats,
-            "episodes": len(usable), "transitions": sum(e.length for e in usable), "files": files}
-    return usable, info
-
-
 def floor_state_std(model: WorldModel, floor: float) -> list[int]:
     """Raise the encoder's state std to `floor` where it is lower; returns the raised dims.
 
@@ -292,81 +106,6 @@ def floor_state_std(model: WorldModel, floor: float) -> list[int]:
     raised = (encoder.state_std < floor).nonzero().flatten().tolist()
     model.set_state_normalization(encoder.state_mean.clone(), encoder.state_std.clamp(min=floor))
     return raised
-
-
-def split_holdout(episodes: list[Episode], fraction: float, seed: int) -> tuple[list[Episode], list[Episode]]:
-    """(training episodes, held-out episodes): round(fraction * n) episodes, at least one when
-    fraction > 0 and n >= 2, drawn with `seed`; the two never share an episode."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"holdout={fraction}: expected a fraction in [0, 1)")
-    n = len(episodes)
-    k = min(max(round(fraction * n), 1), n - 1) if fraction > 0 and n >= 2 else 0
-    held = set(np.random.default_rng(seed).permutation(n)[:k].tolist())
-    return [e for i, e in enumerate(episodes) if i not in held], [e for i, e in enumerate(episodes) if i in held]
-
-
-@torch.no_grad()
-def heldout_action_mse(model: WorldModel, contract: Contract, episodes: list[Episode],
-                       device: torch.device) -> float:
-    """Mean squared error between the prior's deterministic action and the demonstrator's over
-    every step of `episodes`: what the deployed prior (planner=policy) would do there."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for e in episodes:
-        inputs = contract.model_inputs({k: v[:-1].to(device) for k, v in e.obs.items()})
-        action, _ = model.pi(model.encode(inputs), deterministic=True)
-        total += float((action - e.actions.to(device).float()).pow(2).sum())
-        count += e.actions.numel()
-    model.train(was_training)
-    return total / max(count, 1)
-
-
-class Selection:
-    """Keeps the best held-out weights seen so far (model and objective) and says when to stop."""
-
-    def __init__(self, held_out: list[Episode], patience: int) -> None:
-        self.held_out, self.patience = held_out, patience
-        self.best_score, self.best_step, self.stale = math.inf, -1, 0
-        self.scores: list[tuple[int, float]] = []
-        self._best: dict[str, Any] | None = None
-
-    def check(self, step: int, model: WorldModel, objective: Any, contract: Contract, device: torch.device) -> float:
-        score = heldout_action_mse(model, contract, self.held_out, device)
-        self.scores.append((step, score))
-        if score < self.best_score:
-            self.best_score, self.best_step, self.stale = score, step, 0
-            self._best = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                          "objective": {k: v.detach().clone() for k, v in objective.state_dict().items()}}
-        else:
-            self.stale += 1
-        return score
-
-    @property
-    def exhausted(self) -> bool:
-        return self.patience > 0 and self.stale >= self.patience
-
-    def restore(self, model: WorldModel, objective: Any) -> None:
-        if self._best is not None:
-            model.load_state_dict(self._best["model"])
-            objective.load_state_dict(self._best["objective"])
-
-    def summary(self) -> dict[str, Any]:
-        return {"metric": "heldout_action_mse", "held_out_episodes": len(self.held_out), "best_step": self.best_step,
-                "best_score": self.best_score, "scores": [list(s) for s in self.scores]}
-
-
-def sim_buffer(state: dict[str, Any], horizon: int, device: torch.device) -> EpisodeBuffer:
-    """The pretraining online buffer from its state_dict, re-sliced for `horizon`."""
-    saved = EpisodeBuffer(int(state["capacity"]), int(state["horizon"]), max_episodes=int(state["max_episodes"]))
-    saved.load_state_dict(state)
-    buffer = EpisodeBuffer(saved.capacity, horizon, device=device, max_episodes=saved.max_episodes)
-    for episode, terminated in zip(saved.episodes(), state["terminated"].tolist()):
-        if episode.length >= horizon:
-            buffer.add(episode, terminated=terminated)
-    if buffer.num_episodes == 0:
-        raise ValueError(f"behaviour=sim_buffer: the saved online buffer has no episode of H={horizon} steps")
-    return buffer
 
 
 @dataclass
@@ -393,16 +132,6 @@ def _task_from_checkpoint(ckpt: Checkpoint) -> Any:
     return TaskConfig(name=str(ckpt.extra["task"]), obs_mode="rgb" if rgb else "state",
                       control_mode=ckpt.contract.control_mode, image_size=rgb[-1] if rgb else 64,
                       episode_length=int(ckpt.extra.get("episode_length", 0)))
-
-
-def recorded_sim_demos(extra: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The sim demos a checkpoint records ({"path", "episodes"}): a pretraining's own demos, or
-    those a finetuned checkpoint was anchored with (`demos.sim_demos`); None when neither."""
-    demos = extra.get("demos") or {}
-    if "path" in demos:
-        return demos
-    anchor = demos.get("sim_demos")
-    return anchor if isinstance(anchor, Mapping) and "path" in anchor else None
 
 
 def load_start(cfg: FinetuneConfig, device: torch.device) -> Start:

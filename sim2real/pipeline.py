@@ -98,7 +98,7 @@ class Pipeline:
 
     def __init__(self, cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> None:
         from sim2real.config import ModelConfig, to_dataclass
-        from sim2real.finetune import resolve_domain
+        from sim2real.finetune_config import resolve_domain
         from tasks.spec import TaskConfig
 
         self.cfg, self.out, self.say = cfg, out, say

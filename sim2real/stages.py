@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 from sim2real.bc import BCConfig, BCPolicy, cotrain_weights, train_bc
 from sim2real.contract import Contract
 from sim2real.data import Episode
-from sim2real.finetune import FinetuneConfig, FinetuneRun
+from sim2real.finetune import FinetuneRun
+from sim2real.finetune_config import FinetuneConfig
 from sim2real.pretrain import PretrainConfig, PretrainRun
 
 BC_METHODS = ("bc", "bc_cotrain", "bc_finetune")
@@ -48,7 +49,7 @@ def pretrain_settings(extra: Sequence[str] = (), **owned: Any) -> PretrainConfig
 
 def finetune_settings(extra: Sequence[str] = (), **owned: Any) -> FinetuneConfig:
     """configs/finetune.yaml's defaults with the user's `extra` overrides, then the caller's fields."""
-    from sim2real.finetune import finetune_config, register_schemas
+    from sim2real.finetune_config import finetune_config, register_schemas
 
     register_schemas()
     return _settings("finetune", extra, owned, finetune_config)

@@ -90,7 +90,7 @@ class TransferConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        from sim2real.finetune import resolve_domain
+        from sim2real.finetune_config import resolve_domain
 
         self.source_domain = resolve_domain(self.source_domain)
         self.target_domain = resolve_domain(self.target_domain)
@@ -164,7 +164,7 @@ def nested(items: list[str]) -> dict[str, Any]:
 def domain_with(spec: Any, field_overrides: list[str]) -> Any:
     """A domain preset (or DomainParams) with `field=value` overrides; the name records them."""
     from sim2real.config import to_dataclass
-    from sim2real.finetune import resolve_domain
+    from sim2real.finetune_config import resolve_domain
     from tasks.domain import DomainParams
 
     base = resolve_domain(spec)

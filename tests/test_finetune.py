@@ -19,9 +19,10 @@ from sim2real.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from sim2real.config import ModelConfig, PlannerConfig, load_preset  # noqa: E402
 from sim2real.contract import ContractMismatch  # noqa: E402
 from sim2real.data import DatasetError, DatasetMetadata, Episode, read_episodes, write_dataset  # noqa: E402
-from sim2real.finetune import (  # noqa: E402
-    AUTO_SIM_DEMOS, FinetuneConfig, Finetuner, Selection, file_sha256, finetune, heldout_action_mse, split_holdout,
-)
+from sim2real.finetune import Finetuner, finetune  # noqa: E402
+from sim2real.finetune_config import AUTO_SIM_DEMOS, FinetuneConfig  # noqa: E402
+from sim2real.finetune_demos import file_sha256, split_holdout  # noqa: E402
+from sim2real.selection import Selection, heldout_action_mse  # noqa: E402
 from sim2real.imitation import CONFIGS, make_objective  # noqa: E402
 from sim2real.inference import load_policy  # noqa: E402
 from sim2real.pretrain import PretrainConfig, pretrain, state_statistics  # noqa: E402

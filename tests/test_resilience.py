@@ -24,7 +24,8 @@ pytest.importorskip("mujoco")
 
 from sim2real.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint  # noqa: E402
 from sim2real.config import ModelConfig, PlannerConfig, compose_config, load_preset  # noqa: E402
-from sim2real.finetune import FinetuneConfig, Finetuner, finetune  # noqa: E402
+from sim2real.finetune import Finetuner, finetune  # noqa: E402
+from sim2real.finetune_config import FinetuneConfig  # noqa: E402
 from sim2real.imitation import CONFIGS  # noqa: E402
 from sim2real.preflight import LOG_MARGIN_BYTES, OutputDirError, check_output_dir  # noqa: E402
 from sim2real.preflight import pretrain_output_bytes  # noqa: E402

@@ -11,7 +11,8 @@ import pytest
 
 from sim2real.bc import cotrain_weights
 from sim2real.checkpoint import load_checkpoint
-from sim2real.finetune import AUTO_SIM_DEMOS, recorded_sim_demos
+from sim2real.finetune_config import AUTO_SIM_DEMOS
+from sim2real.finetune_demos import recorded_sim_demos
 from hydra.errors import HydraException
 from sim2real.transfer import demo_domain, pretrain_key
 from sim2real.transfer_config import METHODS, TransferConfig, config_from_overrides, domain_with, overrides
