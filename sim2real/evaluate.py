@@ -97,7 +97,7 @@ def evaluate_training_agent(agent: Any, env: Any, episodes: int,
 
 def log_eval(record: Any, log: Any, tb: Any, step: int) -> None:
     """Append an evaluation record (a dataclass with success_once, success_at_end, env_return)
-    to `log` (a CsvLog) and its three figures to TensorBoard at `step`."""
+    to `log` (a sim2real.csv_log.CsvLog) and its three figures to TensorBoard at `step`."""
     log.write(asdict(record))
     for key in ("success_once", "success_at_end", "env_return"):
         tb.add_scalar(f"eval/{key}", getattr(record, key), step)

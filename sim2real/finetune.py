@@ -58,7 +58,8 @@ from sim2real.imitation import CONFIGS, make_objective
 from sim2real.inference import load_objective
 from sim2real.planner import discount_from_episode_length
 from sim2real.preflight import LOG_MARGIN_BYTES, check_output_dir, checkpoint_bytes, fmt_bytes
-from sim2real.pretrain import CsvLog, state_statistics
+from sim2real.csv_log import CsvLog
+from sim2real.pretrain import state_statistics
 from sim2real.selection import Selection
 from sim2real.world_model import WorldModel
 

@@ -16,9 +16,7 @@ writes and free space (`sim2real.preflight`).
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import random
 import time
 from collections import deque
@@ -32,9 +30,9 @@ from hydra.core.config_store import ConfigStore
 
 from sim2real.agent import Agent, AgentConfig
 from sim2real.buffer import EpisodeBuffer, cat_batches, expert_buffer
-from sim2real.atomic import atomic_path
 from sim2real.checkpoint import load_checkpoint, make_checkpoint, remove_temp_files, save_checkpoint
 from sim2real.config import ModelConfig, PlannerConfig
+from sim2real.csv_log import CsvLog
 from sim2real.curriculum import CurriculumConfig, ReverseCurriculum
 from sim2real.data import Episode, EpisodeRecorder, read_dataset
 from sim2real.device import resolve_device
@@ -42,6 +40,7 @@ from sim2real.evaluate import evaluate_training_agent, log_eval
 from sim2real.imitation import make_objective
 from sim2real.planner import discount_from_episode_length
 from sim2real.preflight import check_output_dir, pretrain_output_bytes
+from sim2real.rng_state import rng_state, set_rng_state
 from sim2real.world_model import WorldModel
 
 
@@ -186,64 +185,6 @@ def eval_line(cfg: PretrainConfig, r: EvalResult) -> str:
             f"env_steps={r.env_steps} updates={r.updates} wall_s={r.wall_s:.1f} success={r.success_at_end:.2f}")
 
 
-class CsvLog:
-    """Append-only CSV whose columns are fixed by the first row ever written (kept across resumes).
-
-    A last line without its newline (the writer was killed mid-row) is dropped on opening.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fields: list[str] | None = None
-        if path.exists():
-            _drop_partial_line(path)
-        if path.exists() and path.stat().st_size:
-            with open(path, newline="") as f:
-                self.fields = next(csv.reader(f))
-
-    def drop_rows_after(self, key: str, value: float) -> None:
-        """Remove the rows whose `key` column exceeds `value` (a resumed run rewrites them),
-        replacing the file atomically."""
-        if self.fields is None or key not in self.fields:
-            return
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))
-        col = self.fields.index(key)
-        kept = [rows[0]] + [r for r in rows[1:] if len(r) <= col or not r[col] or float(r[col]) <= value]
-        if len(kept) == len(rows):
-            return
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-
-    def write(self, row: dict[str, Any]) -> None:
-        new = self.fields is None
-        if new:
-            self.fields = list(row)
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore", restval="")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-
-def _drop_partial_line(path: Path) -> None:
-    """Truncate `path` after its last newline."""
-    with open(path, "r+b") as f:
-        end = f.seek(0, os.SEEK_END)
-        pos = end
-        while pos > 0:
-            start = max(0, pos - 65536)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                pos = start + newline + 1
-                break
-            pos = start
-        if pos < end:
-            f.truncate(pos)
-
-
 def _demo_path(cfg: LoopConfig, task: str) -> str:
     domain = getattr(cfg, "domain", None)
     return cfg.demos or f"data/{task}_{cfg.backend}_{domain.name if domain is not None else 'source'}.h5"
@@ -270,23 +211,6 @@ def state_statistics(episodes: list[Episode], contract: Any) -> tuple[torch.Tens
     """Per-dimension mean and std of the encoder's state vector over the demos."""
     states = torch.cat([contract.model_inputs(e.obs)["state"] for e in episodes])
     return states.mean(0), states.std(0)
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-            "numpy_pos": int(np.random.get_state()[2]), "random": _python_rng_state()}
-
-
-def _python_rng_state() -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    return {"version": version, "internal": list(internal), "gauss": gauss}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
-    py = state["random"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
 
 
 def _pearson(x: list[float], y: list[float]) -> float:
@@ -357,7 +281,7 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
             online.load_state_dict(ckpt.extra["online_buffer"])
         if "curriculum" in ckpt.extra:
             curriculum.load_state_dict(ckpt.extra["curriculum"])
-        _set_rng_state(ckpt.extra["rng"])
+        set_rng_state(ckpt.extra["rng"])
         console.print(f"resumed from {last} at env step {step} ({updates} updates, "
                       f"{online.num_episodes} online episodes)")
     elif cfg.resume:
@@ -369,7 +293,7 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
 
     def save(tag: str) -> None:
         extra: dict[str, Any] = {"agent": agent.state_dict(), "step": step, "updates": updates,
-                                 "history": [asdict(h) for h in history], "rng": _rng_state(),
+                                 "history": [asdict(h) for h in history], "rng": rng_state(),
                                  "objective_config": asdict(objective_cfg), "stage": "pretrain",
                                  "episode_length": env.episode_length,
                                  "domain": asdict(domain) if is_dataclass(domain) else domain,
