@@ -35,8 +35,10 @@ if str(REPO) not in sys.path:
 
 from benchmarks.args import key_values  # noqa: E402
 
-from robot_bridge.deploy import NodeProcess, ensure_network_namespace, find_rclpy_python, node_command, \
-    require_network_namespace, untrained_checkpoint  # noqa: E402
+from robot_bridge.deploy import untrained_checkpoint  # noqa: E402
+from robot_bridge.node_process import (  # noqa: E402
+    NodeProcess, ensure_network_namespace, find_rclpy_python, node_command, require_network_namespace,
+)
 
 DEFAULTS = {"transport": "dds", "duration_s": "10", "planner": "deploy", "checkpoint": "", "domain_id": "62",
             "rclpy_python": ""}

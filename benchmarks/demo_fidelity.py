@@ -313,7 +313,7 @@ def bc_rows(task: str, domain: Any, sources: dict[str, list[Any]], contract: Any
 
 def main() -> None:
     args = key_values(sys.argv[1:], DEFAULTS, "demo_fidelity")
-    from robot_bridge.deploy import ensure_network_namespace
+    from robot_bridge.node_process import ensure_network_namespace
 
     ensure_network_namespace([sys.executable, *sys.argv], allow_network=False, domain_id=int(args["domain_id"]))
     logging.basicConfig(level=logging.WARNING)

@@ -185,7 +185,7 @@ def held_in_tail(statuses: list[tuple[float, dict[str, Any]]], period: float) ->
 
 def run_dds_case(case: str, cfg: FaultConfig, domain: str, workdir: Path) -> CaseResult:
     """One case in real time over DDS (see the module docstring); the caller is in a network namespace."""
-    from robot_bridge.deploy import NodeProcess, node_command, require_network_namespace
+    from robot_bridge.node_process import NodeProcess, node_command, require_network_namespace
     from sim2real.robot.arm_model import RobotModel
     from robot_bridge.policy_loop import run_policy_node
     from robot_bridge.policy_node import PolicyNodeParams
@@ -254,7 +254,7 @@ def run_dds_case(case: str, cfg: FaultConfig, domain: str, workdir: Path) -> Cas
 def main() -> None:
     args = parse(sys.argv[1:])
     if args["transport"] == "dds":
-        from robot_bridge.deploy import ensure_network_namespace
+        from robot_bridge.node_process import ensure_network_namespace
 
         ensure_network_namespace([sys.executable, *sys.argv], allow_network=False, domain_id=int(args["domain_id"]))
     logging.basicConfig(level=logging.ERROR)  # the node warns about every rejected message; the counts say it

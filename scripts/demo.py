@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file from a checkout
     sys.path.insert(0, str(REPO))
 
-from robot_bridge.deploy import ensure_network_namespace  # noqa: E402
+from robot_bridge.node_process import ensure_network_namespace  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
