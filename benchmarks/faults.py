@@ -33,7 +33,7 @@ One line per case, then a summary:
 
 commands: command messages the node sent (one per tick, none while its watchdog holds).
 outside_limits: how many of them fail an audit that never asks the safety filter
-(robot_bridge.faults.CommandAudit): finite, inside the position limits, at most
+(robot_bridge.command_audit.CommandAudit): finite, inside the position limits, at most
 min(max_step, velocity x time_from_start) from the previous command that arm received (a
 restarted arm: from where it first reported, also for the commands it heard before that), at
 most max_tracking_error from the newest valid joint state the node was given, TCP (forward
@@ -84,8 +84,11 @@ if str(REPO) not in sys.path:
 from benchmarks.args import key_values  # noqa: E402
 
 from sim2real.ros import messages as m  # noqa: E402
-from robot_bridge.faults import CASES, REACH_TOL_M, RECOVERY_TICKS, TARGETS, AlternatingReach, CaseResult, \
-    CommandAudit, FaultConfig, FaultLink, reach_target, run_case  # noqa: E402
+from robot_bridge.command_audit import CommandAudit  # noqa: E402
+from robot_bridge.faults import (  # noqa: E402
+    CASES, REACH_TOL_M, RECOVERY_TICKS, TARGETS, AlternatingReach, CaseResult, FaultConfig, FaultLink,
+    reach_target, run_case,
+)
 from sim2real.atomic import atomic_write  # noqa: E402
 
 DEFAULTS = {"cases": "all", "duration_s": "6", "seed": "0", "domain": "source", "transport": "inprocess",

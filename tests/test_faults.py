@@ -22,7 +22,8 @@ import pytest  # noqa: E402
 from bridge_netns import Proc, run_in_netns  # noqa: E402
 
 from sim2real.ros import messages as m  # noqa: E402
-from robot_bridge.faults import CASES, CaseResult, CommandAudit, FaultConfig, FaultLink, run_case  # noqa: E402
+from robot_bridge.command_audit import CommandAudit  # noqa: E402
+from robot_bridge.faults import CASES, CaseResult, FaultConfig, FaultLink, run_case  # noqa: E402
 from sim2real.robot.arm_model import RobotModel  # noqa: E402
 from sim2real.ros.observation import JOINT_NAMES  # noqa: E402
 from robot_bridge.policy_node import RESYNC_AFTER_S, PolicyNodeCore, PolicyNodeParams, ReachPolicy  # noqa: E402
