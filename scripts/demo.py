@@ -29,8 +29,9 @@ from robot_bridge.node_process import ensure_network_namespace  # noqa: E402
 
 def main(argv: list[str]) -> None:
     from sim2real.config import compose_config, to_dataclass
-    from sim2real.pipeline import DemoConfig, Pipeline
+    from sim2real.pipeline import DemoConfig, Pipeline, register_schemas
 
+    register_schemas()
     cfg = to_dataclass(compose_config("demo", argv), DemoConfig)
     # Fix the run folder before re-executing so the namespaced process writes to the same place.
     if not cfg.out_dir:

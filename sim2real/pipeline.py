@@ -81,6 +81,13 @@ class DemoConfig:
 ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
 
 
+def register_schemas() -> None:
+    """Register the structured schemas `configs/demo.yaml` composes (task/, domain/); call
+    before Hydra composes it."""
+    import tasks.domain  # noqa: F401
+    import tasks.spec  # noqa: F401
+
+
 class Phases:
     """Which phases are done, their results and wall times (`phases.json`, rewritten atomically)."""
 
