@@ -40,6 +40,8 @@ from hydra.core.config_store import ConfigStore
 from robot_bridge.node_process import NodeProcess, find_rclpy_python, node_command, require_network_namespace
 from robot_bridge.transport import rclpy_available
 from sim2real.config import PlannerConfig
+from sim2real.contract import ContractMismatch
+from sim2real.robot.description import arm_config_path
 from tasks.spec import TaskConfig  # registers the task/ group's schema: `task=push_cube` on the command line
 
 SIM_NODE, POLICY_NODE = "sim2real_sim_robot", "sim2real_policy_node"
@@ -78,6 +80,8 @@ class DeployConfig:
 
     Args:
         checkpoint: a checkpoint from pretrain or finetune; not needed with policy.policy=expert.
+        arm: the arm driven (configs/arm/<arm>.yaml), the policy node's `arm`. A checkpoint for
+            another arm is refused before any node starts; robot=sim simulates the Panda only.
         task: the task when no checkpoint names it (policy.policy=expert): a name, or the `task/`
             group (`task=push_cube` on the command line; its episode_length, when set, is used
             unless robot.episode_length is); with a checkpoint it must match the checkpoint's, or be "".
@@ -99,6 +103,7 @@ class DeployConfig:
     """
 
     checkpoint: str = ""
+    arm: str = "panda"
     task: Any = ""  # str or TaskConfig
     robot: RobotConfig = field(default_factory=RobotConfig)
     transport: str = "auto"
@@ -188,7 +193,9 @@ def _node_params(cfg: DeployConfig, task: str, episode_length: int, transport: s
         sim.setdefault("video_dir", str(out / "videos"))
         sim.setdefault("video_episodes", cfg.video_episodes)
     planner = {f"planner.{k}": v for k, v in asdict(cfg.planner).items() if k != "name"}
-    policy = {"checkpoint": str(Path(cfg.checkpoint).resolve()) if cfg.checkpoint else "",
+    if cfg.policy.get("arm", cfg.arm) != cfg.arm:
+        raise ValueError(f"policy.arm={cfg.policy['arm']!r} and arm={cfg.arm!r} differ: set arm= only")
+    policy = {"arm": cfg.arm, "checkpoint": str(Path(cfg.checkpoint).resolve()) if cfg.checkpoint else "",
               "planner": cfg.planner.name, **planner, "device": cfg.device,
               "transport": transport, "allow_network": cfg.allow_network,
               "startup_timeout_s": cfg.startup_timeout_s, **cfg.policy}
@@ -238,6 +245,9 @@ def _resolve_policy(cfg: DeployConfig) -> tuple[str, int, Any]:
     from sim2real.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(cfg.checkpoint)
+    if ckpt.contract.arm != cfg.arm:
+        raise ContractMismatch(f"{cfg.checkpoint}: contract mismatch: arm {ckpt.contract.arm!r} in checkpoint, "
+                               f"{cfg.arm!r} on the robot (arm=)")
     task = str(ckpt.extra.get("task", "push_cube"))
     if named and named != task:
         raise ValueError(f"task={named!r}: the checkpoint {cfg.checkpoint} is for task {task!r}")
@@ -353,6 +363,10 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
         raise ValueError(f"robot.kind={cfg.robot.kind!r}: expected sim or ros")
     if cfg.video_episodes > 0 and cfg.robot.kind != "sim":
         raise ValueError(f"video_episodes={cfg.video_episodes}: videos are rendered by the simulated arm (robot=sim)")
+    arm_config_path(cfg.arm)  # an unknown arm is refused with the known ones listed
+    if cfg.robot.kind == "sim" and cfg.arm != "panda":
+        raise ValueError(f"arm={cfg.arm!r}: robot=sim simulates the Panda only (robot_bridge/sim_robot.py); drive "
+                         f"another arm that already serves ROS 2 with robot=ros")
     task, episode_length, contract = _resolve_policy(cfg)
     require_network_namespace(cfg.allow_network, "deploy")
     rgb = contract.rgb_shape is not None

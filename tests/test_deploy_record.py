@@ -8,6 +8,7 @@ clock); the deployment runs in a child process inside a network namespace (tests
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import textwrap
@@ -26,6 +27,7 @@ from robot_bridge.policy_node import ExpertPolicy, PolicyNodeCore, PolicyNodePar
 from robot_bridge.sim_robot import SimRobotCore, SimRobotParams  # noqa: E402
 from tasks.experts import replay_expert  # noqa: E402
 from tasks.spec import task_contract  # noqa: E402
+from sim2real.contract import ContractMismatch  # noqa: E402
 
 CONTRACT = task_contract("push_cube", "state", "pd_ee_delta_pos")
 
@@ -126,6 +128,29 @@ def test_deploy_config_runs_the_expert_without_a_checkpoint(tmp_path: Path) -> N
         _resolve_policy(DeployConfig(policy={"policy": "expert"}))
     with pytest.raises(ValueError, match="checkpoint=...: required"):
         _resolve_policy(DeployConfig())
+
+
+def test_deploy_names_the_arm_and_refuses_a_checkpoint_for_another(tmp_path: Path) -> None:
+    from robot_bridge.deploy import DeployConfig, _node_params, _resolve_policy, run_deploy, untrained_checkpoint
+    from sim2real.checkpoint import load_checkpoint, save_checkpoint
+
+    run = DeployConfig(policy={"policy": "expert"}, task="push_cube", out_dir=str(tmp_path))
+    params = _node_params(run, "push_cube", 50, "dds", rgb=False)
+    assert params["sim2real_policy_node"]["ros__parameters"]["arm"] == "panda"
+    with pytest.raises(ValueError, match="policy.arm='xarm7' and arm='panda' differ"):
+        _node_params(DeployConfig(policy={"policy": "expert", "arm": "xarm7"}), "push_cube", 50, "dds", rgb=False)
+    # A checkpoint trained for the Panda, deployed to an xArm7: refused before any node starts.
+    path = untrained_checkpoint(tmp_path / "panda.pt")
+    with pytest.raises(ContractMismatch, match="arm 'panda' in checkpoint, 'xarm7' on the robot \\(arm=\\)"):
+        _resolve_policy(DeployConfig(checkpoint=str(path), arm="xarm7"))
+    ckpt = load_checkpoint(path)
+    ckpt = dataclasses.replace(ckpt, contract=dataclasses.replace(ckpt.contract, arm="so100"))
+    with pytest.raises(ContractMismatch, match="arm 'so100' in checkpoint, 'panda' on the robot"):
+        _resolve_policy(DeployConfig(checkpoint=str(save_checkpoint(tmp_path / "so100.pt", ckpt))))
+    with pytest.raises(ValueError, match="robot=sim simulates the Panda only"):
+        run_deploy(DeployConfig(checkpoint=str(path), arm="xarm7", out_dir=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="arms in .*panda, so100, xarm7"):
+        run_deploy(DeployConfig(checkpoint=str(path), arm="ur5e", out_dir=str(tmp_path)))
 
 
 DEPLOY = textwrap.dedent("""
