@@ -237,7 +237,7 @@ def evaluate_behind_bridge(policy: Any, task: str, domain: str, episodes: int, s
     """Successes of `policy` driving the simulated arm through the policy node and its safety
     filter (in-process, messages by hand on the arm's clock, no DDS): as it would be deployed."""
     from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams
-    from robot_bridge.sim_robot import SimRobotCore, SimRobotParams
+    from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams
 
     sim = SimRobotCore(SimRobotParams(task=task, domain=domain, episode_length=0))
     core = PolicyNodeCore(_NodePolicy(policy), PolicyNodeParams(policy="expert", expert_task=task))

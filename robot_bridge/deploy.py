@@ -311,7 +311,7 @@ class _Coordinator:
 
     def __init__(self, transport_name: str, allow_network: bool, success_topic: str = "") -> None:
         from sim2real.ros import messages as m
-        from robot_bridge.sim_robot import int32_msg
+        from robot_bridge.sim_robot_core import int32_msg
         from robot_bridge.transport import make_transport
 
         name = "rclpy" if transport_name == "rclpy" and rclpy_available() else "dds"

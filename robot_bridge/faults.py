@@ -343,7 +343,7 @@ def run_case(case: str, cfg: FaultConfig = FaultConfig(), task: str = "push_cube
         task, domain: the simulated arm's task and configs/domain preset ("source": no sensor
             noise, so the audit compares against exact readings).
     """
-    from robot_bridge.sim_robot import SimRobotCore, SimRobotParams
+    from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams
 
     model = RobotModel.from_urdf()
     policy = AlternatingReach()

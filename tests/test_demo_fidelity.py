@@ -24,7 +24,7 @@ from robot_bridge.bag_recorder import BagRecorder  # noqa: E402
 from sim2real.ros.observation import POINT_STAMPED  # noqa: E402
 from robot_bridge.policies import ExpertPolicy, ReachPolicy  # noqa: E402
 from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams  # noqa: E402
-from robot_bridge.sim_robot import SimRobotCore, SimRobotParams  # noqa: E402
+from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams  # noqa: E402
 from sim2real.data import DatasetError, read_episodes  # noqa: E402
 from sim2real.data.actions import binary_gripper_actions  # noqa: E402
 from sim2real.data.formats import dataset_config  # noqa: E402

@@ -24,7 +24,7 @@ from bridge_netns import Proc, run_in_netns  # noqa: E402
 from sim2real.ros.observation import BASE_IN_TASK  # noqa: E402
 from robot_bridge.policy_loop import write_latency_log  # noqa: E402
 from robot_bridge.policy_node import ExpertPolicy, PolicyNodeCore, PolicyNodeParams, make_policy  # noqa: E402
-from robot_bridge.sim_robot import SimRobotCore, SimRobotParams  # noqa: E402
+from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams  # noqa: E402
 from tasks.experts import replay_expert  # noqa: E402
 from tasks.spec import task_contract  # noqa: E402
 from sim2real.contract import ContractMismatch  # noqa: E402

@@ -84,7 +84,7 @@ def test_mujoco_quat_matches_mju_mat2quat() -> None:
 
 def test_observation_from_messages_equals_the_task_env() -> None:
     """The simulated arm's messages, assembled by the node, give the task env's own observation."""
-    from robot_bridge.sim_robot import SimRobotCore, SimRobotParams
+    from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams
 
     sim = SimRobotCore(SimRobotParams(task="push_cube", seed=4))
     sim.advance(0.2)

@@ -14,7 +14,8 @@ import tasks  # noqa: E402
 from sim2real.ros import messages as m  # noqa: E402
 from sim2real.ros.observation import JOINT_NAMES  # noqa: E402
 from sim2real.ros.images import decode_image  # noqa: E402
-from robot_bridge.sim_robot import SimRobotCore, SimRobotParams, sim_robot_params  # noqa: E402
+from robot_bridge.sim_robot import sim_robot_params  # noqa: E402
+from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams  # noqa: E402
 from tasks.mujoco.control import gripper_target  # noqa: E402
 from tasks.mujoco.joint_drive import step_joint_targets  # noqa: E402
 
