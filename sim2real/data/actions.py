@@ -28,7 +28,6 @@ from sim2real.robot.arm_model import ActionScales, RobotModel
 from sim2real.data.episode import DatasetError
 
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")
-ARM_DOF = 7
 
 
 def gripper_action(finger: np.ndarray, scales: ActionScales = ActionScales()) -> np.ndarray:
@@ -61,7 +60,8 @@ def binary_gripper_actions(fingers: np.ndarray, before: float, lower: float, upp
 
 def targets_to_actions(control_mode: str, qpos: np.ndarray, arm_targets: np.ndarray, finger_targets: np.ndarray,
                        model: RobotModel | None = None, scales: ActionScales = ActionScales()) -> np.ndarray:
-    """Unclipped task actions [T, A] from arm targets [T, 7] and finger targets [T] at joint positions qpos [T, >=7].
+    """Unclipped task actions [T, A] from arm targets [T, n] and finger targets [T] at joint positions
+    qpos [T, >=n] (n arm joints: the Panda's 7).
 
     Args:
         control_mode: "pd_ee_delta_pos" or "pd_joint_delta_pos".
@@ -71,11 +71,12 @@ def targets_to_actions(control_mode: str, qpos: np.ndarray, arm_targets: np.ndar
     """
     qpos = np.asarray(qpos, dtype=np.float64)
     arm_targets = np.asarray(arm_targets, dtype=np.float64)
+    dof = arm_targets.shape[1]  # the arm's joints; qpos carries them first
     if control_mode == "pd_joint_delta_pos":
-        arm = (arm_targets - qpos[:, :ARM_DOF]) / scales.joint_delta_pos
+        arm = (arm_targets - qpos[:, :dof]) / scales.joint_delta_pos
     elif control_mode == "pd_ee_delta_pos":
         model = model or RobotModel.from_urdf()
-        tcp_now = np.stack([model.fk_matrix(q[:ARM_DOF])[1] for q in qpos])
+        tcp_now = np.stack([model.fk_matrix(q[:dof])[1] for q in qpos])
         tcp_target = np.stack([model.fk_matrix(t)[1] for t in arm_targets])
         arm = (tcp_target - tcp_now) / scales.ee_delta_pos
     else:
