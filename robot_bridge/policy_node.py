@@ -50,7 +50,7 @@ import numpy as np
 
 from sim2real.ros import messages as m
 from sim2real.robot.arm_model import (
-    ActionScales, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
+    ActionScales, action_dim, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
 )
 from sim2real.robot.description import load_arm
 from sim2real.robot.kinematics import KinematicChain
@@ -224,8 +224,7 @@ class PolicyNodeCore:
         self.model = model
         self.joint_names = model.joint_names + tuple(model.gripper_limits)
         self.scales = ActionScales.for_arm(self.arm)
-        grip = 1 if model.gripper_limits else 0
-        expected = 3 + grip if contract.control_mode == "pd_ee_delta_pos" else model.dof + grip
+        expected = action_dim(model, contract.control_mode)
         if contract.action_dim != expected:
             raise ContractMismatch(f"the checkpoint's action_dim {contract.action_dim} does not fit "
                                    f"{contract.control_mode} on arm {params.arm!r} ({expected})")

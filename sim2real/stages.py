@@ -11,7 +11,7 @@ owns is refused rather than silently lost or silently winning.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from sim2real.bc import BCConfig, BCPolicy, cotrain_weights, train_bc
@@ -91,7 +91,7 @@ def train_bc_baseline(method: str, target: list[Episode], sim: list[Episode], co
             return train_bc(sim + target, contract, bc, device=device,
                             episode_weights=cotrain_weights(sim, target, cotrain_target_fraction))
         start = train_bc(sim, contract, bc, device=device)
-        second = BCConfig(**{**asdict(bc), "steps": finetune_steps, "lr": finetune_lr})
+        second = replace(bc, steps=finetune_steps, lr=finetune_lr)
         return train_bc(target, contract, second, device=device, init=start)
 
 

@@ -141,8 +141,11 @@ def _scratch_fields(cfg: TransferConfig, pre: Any) -> dict[str, Any]:
 
 
 def recorded_demos(pre: Any, pretrained: Path) -> dict[str, Any]:
-    """The sim demos a loaded pretraining checkpoint records (file and count), checked to exist."""
-    demos = pre.extra.get("demos")
+    """The sim demos a loaded checkpoint records (file and count: a pretraining's own, or the anchor a
+    finetuned one carries), checked to exist."""
+    from sim2real.finetune_demos import recorded_sim_demos
+
+    demos = recorded_sim_demos(pre.extra)
     if not demos or not Path(demos["path"]).is_file():
         where = f"{demos['path']} is missing" if demos else "it does not record its demos (an older checkpoint)"
         raise FileNotFoundError(f"{pretrained}: the sim-demo baselines need the pretraining's demos, but {where}")

@@ -82,6 +82,12 @@ def _gripper_dims(model: KinematicChain) -> int:
     return 1 if model.gripper_limits else 0
 
 
+def action_dim(model: KinematicChain, control_mode: str) -> int:
+    """The size of a task action for this arm: dx, dy, dz (pd_ee_delta_pos) or one delta per arm
+    joint (pd_joint_delta_pos), then the gripper command when the arm has a gripper."""
+    return (3 if control_mode == "pd_ee_delta_pos" else model.dof) + _gripper_dims(model)
+
+
 def ee_delta_action_to_joint_targets(model: KinematicChain, q: np.ndarray, action: np.ndarray,
                                      ref_quat: np.ndarray | None = None, scales: ActionScales = ActionScales(),
                                      hold_orientation: bool = True, **ik_kwargs: object) -> np.ndarray:
@@ -102,8 +108,9 @@ def ee_delta_action_to_joint_targets(model: KinematicChain, q: np.ndarray, actio
     """
     grip = _gripper_dims(model)
     action = np.asarray(action, dtype=np.float64).reshape(-1)
-    if action.shape != (3 + grip,):
-        raise ValueError(f"pd_ee_delta_pos action: expected {3 + grip} values (dx, dy, dz{', gripper' * grip}), "
+    size = action_dim(model, "pd_ee_delta_pos")
+    if action.shape != (size,):
+        raise ValueError(f"pd_ee_delta_pos action: expected {size} values (dx, dy, dz{', gripper' * grip}), "
                          f"got {action.size}")
     if not np.all(np.isfinite(action)):
         raise ValueError(f"pd_ee_delta_pos action contains NaN or inf: {action.tolist()}")
@@ -124,8 +131,9 @@ def joint_delta_action_to_joint_targets(model: KinematicChain, q: np.ndarray, ac
     limits) followed by the gripper targets, as the tasks map it."""
     grip = _gripper_dims(model)
     action = np.asarray(action, dtype=np.float64).reshape(-1)
-    if action.shape != (model.dof + grip,):
-        raise ValueError(f"pd_joint_delta_pos action: expected {model.dof + grip} values, got {action.size}")
+    size = action_dim(model, "pd_joint_delta_pos")
+    if action.shape != (size,):
+        raise ValueError(f"pd_joint_delta_pos action: expected {size} values, got {action.size}")
     if not np.all(np.isfinite(action)):
         raise ValueError(f"pd_joint_delta_pos action contains NaN or inf: {action.tolist()}")
     action = np.clip(action, -1.0, 1.0)

@@ -37,10 +37,9 @@ JOINT_NAMES = ARM_JOINT_NAMES + FINGER_JOINT_NAMES
 # (tests/test_policy_node.py checks that the two agree).
 BASE_IN_TASK = (-0.615, 0.0, 0.0)
 POINT_STAMPED = "geometry_msgs/msg/PointStamped"
-# What the bridge can assemble, with the shapes the tasks give them (qpos and qvel: one value per
-# joint of the arm's model, arm then gripper; the Panda's 9).
-KNOWN_FEATURES: dict[str, tuple[int, ...]] = {"qpos": (len(JOINT_NAMES),), "qvel": (len(JOINT_NAMES),),
-                                              "tcp_pose": (7,), "obj_pose": (7,), "goal_pos": (3,)}
+# What the bridge can assemble besides qpos and qvel (one value per joint of the arm's model, arm
+# then gripper: the assembler sizes them), with the shapes the tasks give them.
+POSE_FEATURES: dict[str, tuple[int, ...]] = {"tcp_pose": (7,), "obj_pose": (7,), "goal_pos": (3,)}
 
 
 def mujoco_quat(rot: np.ndarray) -> np.ndarray:
@@ -139,7 +138,7 @@ class ObservationAssembler:
         self.ignore_unknown_joints = ignore_unknown_joints
         self.image_crop = image_crop
         self.joint_names = model.joint_names + tuple(model.gripper_limits)
-        known = {**KNOWN_FEATURES, "qpos": (len(self.joint_names),), "qvel": (len(self.joint_names),)}
+        known = {"qpos": (len(self.joint_names),), "qvel": (len(self.joint_names),), **POSE_FEATURES}
         problems = []
         for name, feature in contract.features.items():
             if feature.kind == "rgb":
