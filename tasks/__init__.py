@@ -30,11 +30,11 @@ def make_env(task: str | TaskConfig, backend: str = "maniskill", num_envs: int =
         num_envs: parallel envs (many with ManiSkill on CUDA; a few on CPU).
         domain: a DomainParams, a named domain ("source", "target"), or None for source.
         obs_mode: "state" or "rgb"; overrides the TaskConfig's.
-        kwargs: passed to the backend (e.g. control_mode, episode_length, sim_backend).
+        kwargs: passed to the backend (e.g. control_mode, episode_length, arm, sim_backend).
     """
     if isinstance(task, TaskConfig):
         kwargs = {"control_mode": task.control_mode, "image_size": task.image_size,
-                  "episode_length": task.episode_length, **kwargs}
+                  "episode_length": task.episode_length, "arm": task.arm, **kwargs}
         obs_mode = obs_mode or task.obs_mode
         task = task.name
     task_spec(task)  # unknown names fail here, with the list of tasks

@@ -27,6 +27,7 @@ import torch
 
 from sim2real.contract import Contract
 from tasks.domain import ActionDelay, DomainParams
+from tasks.layout import ARM_SETUPS
 from tasks.spec import CONTROL_MODES, TaskSpec, task_contract, task_spec
 
 Obs = dict[str, torch.Tensor]
@@ -46,6 +47,7 @@ class TaskEnv(abc.ABC):
         episode_length: control steps per episode (0: the task's default).
         terminate_on_success: report `terminated` where the task is solved.
         device: where tensors live; backends on CPU engines use "cpu".
+        arm: the robot (configs/arm/<arm>.yaml); its joints size qpos, qvel and joint actions.
     """
 
     backend: str = ""
@@ -53,7 +55,7 @@ class TaskEnv(abc.ABC):
     def __init__(self, task: str, num_envs: int = 1, domain: DomainParams | None = None,
                  obs_mode: str = "state", control_mode: str = "pd_ee_delta_pos", image_size: int = 64,
                  episode_length: int = 0, terminate_on_success: bool = False,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", arm: str = "panda") -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs}: expected >= 1")
         if control_mode not in CONTROL_MODES:
@@ -66,8 +68,9 @@ class TaskEnv(abc.ABC):
         self.obs_mode = obs_mode
         self.control_mode = control_mode
         self.image_size = image_size
-        self.contract: Contract = task_contract(task, obs_mode, control_mode, image_size)
-        self.episode_length = episode_length or self.spec.episode_length
+        self.arm = arm
+        self.contract: Contract = task_contract(task, obs_mode, control_mode, image_size, arm)
+        self.episode_length = episode_length or self._arm_episode_length() or self.spec.episode_length
         self.terminate_on_success = terminate_on_success
         self.device = torch.device(device)
         self.action_dim = self.contract.action_dim
@@ -84,6 +87,11 @@ class TaskEnv(abc.ABC):
         self._obs_std = torch.zeros(num_envs, 1, device=self.device)
         self._act_std = torch.zeros(num_envs, 1, device=self.device)
         self._sync_tensor_shifts(torch.ones(num_envs, dtype=torch.bool, device=self.device))
+
+    def _arm_episode_length(self) -> int:
+        """The arm's own episode length for this task (a slow arm's is longer), 0 if it has none."""
+        setup = ARM_SETUPS.get(self.arm)
+        return setup.episode_length if setup is not None else 0
 
     # ---- the interface -------------------------------------------------------------------
     def hold_action(self) -> torch.Tensor:

@@ -17,9 +17,14 @@ features on every backend, so one expert serves both engines.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from tasks import layout
+
+if TYPE_CHECKING:
+    from tasks.joint_expert import JointSpaceExpert
 
 GRIP_OPEN, GRIP_CLOSED = 1.0, -1.0
 
@@ -32,13 +37,20 @@ class Expert:
         noise_std: std of Gaussian noise added to the motion part of each action (diverse demos).
         gain: proportional gain, in units of full-scale actions per 0.1 m of error.
         generator: random stream for the noise.
+        approach_height, approach_tolerance: the approach waypoint's height above an object and
+            how close the TCP must come to it before descending (a jaw with one fixed side needs
+            it closer than two fingers do).
     """
 
     tolerance = 0.01  # metres: a waypoint counts as reached within this distance
 
     def __init__(self, num_envs: int, noise_std: float = 0.0, gain: float = 1.5,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, approach_height: float = 0.08,
+                 approach_tolerance: float = 0.015) -> None:
         self.num_envs = num_envs
+        # How high above an object the gripper lines up, and how closely before it descends.
+        self.approach_height = approach_height
+        self.approach_tolerance = approach_tolerance
         self.noise_std = noise_std
         self.gain = gain
         self.generator = generator
@@ -141,9 +153,9 @@ class PickCubeExpert(Expert):
 
     def _plan(self, state, tcp):
         cube, goal = state["obj_pose"][:, :3], state["goal_pos"]
-        above = cube + torch.tensor([0.0, 0.0, 0.08])
+        above = cube + torch.tensor([0.0, 0.0, self.approach_height])
         phase = self.phase
-        self._advance((phase == 0) & _reached(tcp, above, 0.015))
+        self._advance((phase == 0) & _reached(tcp, above, self.approach_tolerance))
         self._advance((phase == 1) & _reached(tcp, cube, 0.008))
         self._advance((phase == 2) & (self.timer >= self.grasp_steps))
         # Dropped: the cube is no longer between the fingers.
@@ -171,7 +183,7 @@ class StackCubeExpert(Expert):
         lifted = torch.cat([cube[:, :2], above_b[:, 2:]], dim=1)
         retreat = on_b + torch.tensor([0.0, 0.0, 0.08])
         phase = self.phase
-        self._advance((phase == 0) & _reached(tcp, above, 0.015))
+        self._advance((phase == 0) & _reached(tcp, above, self.approach_tolerance))
         self._advance((phase == 1) & _reached(tcp, cube, 0.008))
         self._advance((phase == 2) & (self.timer >= self.grasp_steps))
         self._advance((phase == 3) & (tcp[:, 2] > lifted[:, 2] - 0.02))
@@ -207,7 +219,7 @@ class OpenDrawerExpert(Expert):
         # Pull a little beyond the success opening so that small slips still count.
         pull_to = goal + self.direction * 0.02
         phase = self.phase
-        self._advance((phase == 0) & _reached(tcp, above, 0.015))
+        self._advance((phase == 0) & _reached(tcp, above, self.approach_tolerance))
         self._advance((phase == 1) & _reached(tcp, handle, 0.008))
         self._advance((phase == 2) & (self.timer >= self.grasp_steps))
         lost = (self.phase == 3) & (torch.linalg.norm(handle - tcp, dim=1) > 0.03)
@@ -240,11 +252,23 @@ def replay_expert(task: str, obs: dict[str, torch.Tensor], steps: int) -> torch.
 
 
 def make_expert(task: str, num_envs: int, noise_std: float = 0.0, control_mode: str = "pd_ee_delta_pos",
-                generator: torch.Generator | None = None) -> Expert:
-    """The scripted expert of `task`. Experts act in end-effector space only."""
-    if control_mode != "pd_ee_delta_pos":
-        raise ValueError(f"scripted experts act in pd_ee_delta_pos; got control_mode={control_mode!r} "
-                         f"(collect demos in pd_ee_delta_pos)")
+                generator: torch.Generator | None = None, arm: str = "panda") -> Expert | JointSpaceExpert:
+    """The scripted expert of `task` on `arm`.
+
+    In pd_ee_delta_pos it acts in end-effector space directly; in pd_joint_delta_pos (an arm
+    without end-effector control, the SO-100) the same waypoints go through position IK on the
+    arm's description (tasks.joint_expert).
+    """
     if task not in EXPERTS:
         raise ValueError(f"no scripted expert for task {task!r}; expected one of {', '.join(EXPERTS)}")
-    return EXPERTS[task](num_envs, noise_std=noise_std, generator=generator)
+    setup = layout.arm_setup(arm, task)
+    expert = EXPERTS[task](num_envs, noise_std=noise_std, generator=generator,
+                           approach_height=setup.expert_approach_height,
+                           approach_tolerance=setup.expert_approach_tolerance)
+    if control_mode == "pd_ee_delta_pos":
+        return expert
+    if control_mode == "pd_joint_delta_pos":
+        from tasks.joint_expert import JointSpaceExpert
+        return JointSpaceExpert(expert, arm)
+    raise ValueError(f"scripted experts act in pd_ee_delta_pos or pd_joint_delta_pos; got control_mode="
+                     f"{control_mode!r}")

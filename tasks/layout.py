@@ -9,6 +9,7 @@ Lengths are in metres, angles in radians, quaternions are (w, x, y, z).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 # --- robot ---------------------------------------------------------------------------------
 ROBOT_BASE_POS = (-0.615, 0.0, 0.0)
@@ -82,3 +83,82 @@ RENDER_EYE = (0.6, 0.7, 0.6)
 RENDER_TARGET = (0.0, 0.0, 0.35)
 RENDER_FOVY = 1.0
 RENDER_SIZE = 256
+
+
+# --- arms ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArmSetup:
+    """Where an arm stands in the task frame, how it starts, and the task geometry sized for it.
+
+    The Panda's numbers are the constants above (ManiSkill's PickCube-v1 and friends). A smaller
+    arm gets ManiSkill's own per-robot PickCube settings (`pick_cube_cfgs.py`), moved so that the
+    cube spawn region stays centred on the task frame's origin: the rules and experts then read
+    the same frame for every arm.
+
+    Args:
+        arm: the description's name (configs/arm/<arm>.yaml).
+        tasks: the tasks this arm's scenes and experts are built for.
+        base_pos: the arm's base in the task frame; the base's axes are the task frame's (no yaw),
+            so the ROS side's `base_in_task` is this translation.
+        init_qpos: arm joint positions at reset (Gaussian noise ROBOT_INIT_QPOS_NOISE is added).
+        cube_half_size, cube_spawn_half_range: the cubes and their spawn square about (0, 0).
+        pick_goal_thresh, pick_max_goal_height: pick_cube's success radius and goal heights.
+        camera_eye, camera_target, render_eye, render_target: the observation and viewer cameras.
+        gripper_step: largest change of the gripper joint target per control step for a jaw (rad);
+            None: the target follows the command at once (the Panda's fingers).
+        gripper_force_limit: the gripper drives' force limit (N, or N m for a jaw).
+        episode_length: control steps per episode on this arm; 0: the task's own.
+        expert_approach_height, expert_approach_tolerance: how high above an object the scripted
+            experts line the TCP up, and how closely before they descend.
+    """
+
+    arm: str
+    tasks: tuple[str, ...]
+    base_pos: tuple[float, float, float]
+    init_qpos: tuple[float, ...]
+    cube_half_size: float = CUBE_HALF_SIZE
+    cube_spawn_half_range: float = CUBE_SPAWN_HALF_RANGE
+    pick_goal_thresh: float = PICK_GOAL_THRESH
+    pick_max_goal_height: float = PICK_MAX_GOAL_HEIGHT
+    camera_eye: tuple[float, float, float] = CAMERA_EYE
+    camera_target: tuple[float, float, float] = CAMERA_TARGET
+    render_eye: tuple[float, float, float] = RENDER_EYE
+    render_target: tuple[float, float, float] = RENDER_TARGET
+    gripper_step: float | None = None
+    gripper_force_limit: float = GRIPPER_FORCE_LIMIT
+    episode_length: int = 0
+    expert_approach_height: float = 0.08
+    expert_approach_tolerance: float = 0.015
+
+
+ARM_SETUPS = {
+    "panda": ArmSetup("panda", ("push_cube", "pick_cube", "stack_cube", "open_drawer"), ROBOT_BASE_POS,
+                      ROBOT_REST_QPOS[:ARM_JOINTS]),
+    # ManiSkill's PickCubeSO100-v1 (pick_cube_cfgs.py "so100", TableSceneBuilder): base 26.5 cm behind
+    # the spawn centre, cube 2.5 cm, spawn +-5 cm, goals up to 8 cm high, the start pose with the jaw
+    # pointing down. ManiSkill turns the base by 90 deg about z because the SO-100 reaches along its
+    # base's -y; here the base keeps the task frame's axes and stands on +y of the spawn centre, and
+    # the cameras are moved with it (the same views of the same workspace).
+    # ManiSkill drives the jaw like the Panda's fingers (kp 1e3, force limit 100), which on a revolute
+    # jaw squeezes a 25 mm cube with over 1 kN; MuJoCo's soft contacts then pop it out of the grasp.
+    # The jaw's STS3215 servo stalls at about 3 N m (30 kg cm at 12 V), the limit used here.
+    # The SO-100 moves at most 0.05 rad per step and, its joint targets re-based on where the joints
+    # stand, about 40 % of that: the scripted pick needs 60-90 steps, so episodes last 100 (5 s).
+    "so100": ArmSetup("so100", ("pick_cube",), (0.0, 0.265, 0.0), (0.0, 0.0, 0.0, math.pi / 2, math.pi / 2),
+                      cube_half_size=0.0125, cube_spawn_half_range=0.05, pick_goal_thresh=0.0125 * 1.25,
+                      pick_max_goal_height=0.08, camera_eye=(0.0, -0.19, 0.4), camera_target=(0.0, 0.1, -0.25),
+                      render_eye=(0.3, -0.36, 0.4), render_target=(0.0, 0.0, 0.1), gripper_step=0.2,
+                      gripper_force_limit=3.0, episode_length=100,
+                      expert_approach_height=0.03, expert_approach_tolerance=0.004),
+}
+
+
+def arm_setup(arm: str, task: str | None = None) -> ArmSetup:
+    """The setup of `arm`; with `task`, refuses a task the arm has no scene for, naming the ones it has."""
+    if arm not in ARM_SETUPS:
+        raise ValueError(f"arm {arm!r} has no task scenes (tasks.layout.ARM_SETUPS: {', '.join(ARM_SETUPS)}); "
+                         f"configs/arm/{arm}.yaml describes it for the ROS 2 side only")
+    setup = ARM_SETUPS[arm]
+    if task is not None and task not in setup.tasks:
+        raise ValueError(f"task {task!r} is not built for arm {arm!r} (its tasks: {', '.join(setup.tasks)})")
+    return setup

@@ -13,20 +13,44 @@ from dataclasses import dataclass
 from hydra.core.config_store import ConfigStore
 
 from sim2real.contract import Contract, Feature
+from sim2real.robot.arm_yaml import ArmYaml
+from sim2real.robot.description import GRIPPER_JOINTS, arm_config_path
 from tasks import layout
 
 TASKS = ("push_cube", "pick_cube", "stack_cube", "open_drawer")
 BACKENDS = ("maniskill", "mujoco")
 OBS_MODES = ("state", "rgb")
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")
-ACTION_DIMS = {"pd_ee_delta_pos": 3 + 1, "pd_joint_delta_pos": layout.ARM_JOINTS + 1}
 
-# Proprioception, observed in every obs mode.
-PROPRIO = {
-    "qpos": Feature((layout.ARM_JOINTS + layout.FINGER_JOINTS,)),
-    "qvel": Feature((layout.ARM_JOINTS + layout.FINGER_JOINTS,)),
-    "tcp_pose": Feature((7,)),  # position (3) + quaternion (w, x, y, z)
-}
+
+@dataclass(frozen=True)
+class ArmShape:
+    """What an arm's description fixes in a task's contract: joint counts and the control modes."""
+
+    arm: str
+    arm_joints: int
+    gripper_joints: int
+    modes: tuple[str, ...]
+
+    def action_dim(self, control_mode: str) -> int:
+        """3 TCP deltas or one delta per arm joint, then one gripper command."""
+        return (3 if control_mode == "pd_ee_delta_pos" else self.arm_joints) + 1
+
+    def proprio(self) -> dict[str, Feature]:
+        """Proprioception, observed in every obs mode: arm then gripper joints, and the TCP pose."""
+        joints = self.arm_joints + self.gripper_joints
+        return {"qpos": Feature((joints,)), "qvel": Feature((joints,)),
+                "tcp_pose": Feature((7,))}  # position (3) + quaternion (w, x, y, z)
+
+
+def arm_shape(arm: str) -> ArmShape:
+    """The joint counts and modes of configs/arm/<arm>.yaml, read without its URDF (no simulator import)."""
+    raw = ArmYaml.read(arm_config_path(arm))
+    gripper = raw.section("gripper")
+    kind = gripper.choice("kind", tuple(GRIPPER_JOINTS))
+    return ArmShape(arm, len(raw.strings("joints")), GRIPPER_JOINTS[kind][0],
+                    raw.section("control").strings("modes"))
+
 
 
 @dataclass(frozen=True)
@@ -87,30 +111,35 @@ def task_spec(name: str) -> TaskSpec:
 
 
 def task_contract(task: str, obs_mode: str = "state", control_mode: str = "pd_ee_delta_pos",
-                  image_size: int = 64) -> Contract:
-    """The observation/action contract of `task`, the same on every backend.
+                  image_size: int = 64, arm: str = "panda") -> Contract:
+    """The observation/action contract of `task` on `arm`, the same on every backend.
 
     `state` observes proprioception, object poses and the goal; `rgb` replaces the object
-    poses by one camera image (3, image_size, image_size), uint8.
+    poses by one camera image (3, image_size, image_size), uint8. The arm sets the joint
+    counts (qpos, qvel, joint actions) and which control modes exist.
     """
     spec = task_spec(task)
     if obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode={obs_mode!r}; expected one of {OBS_MODES}")
     if control_mode not in CONTROL_MODES:
         raise ValueError(f"control_mode={control_mode!r}; expected one of {CONTROL_MODES}")
-    features = dict(PROPRIO)
+    shape = arm_shape(arm)
+    if control_mode not in shape.modes:
+        raise ValueError(f"control_mode={control_mode!r} is not a mode of arm {arm!r} (configs/arm/{arm}.yaml "
+                         f"control.modes: {', '.join(shape.modes)})")
+    features = shape.proprio()
     if obs_mode == "state":
         features.update(spec.privileged)
     features.update(spec.task_features)
     if obs_mode == "rgb":
         features["rgb"] = Feature((3, image_size, image_size), kind="rgb")
-    return Contract(features=features, action_dim=ACTION_DIMS[control_mode], control_mode=control_mode,
-                    control_freq=layout.CONTROL_FREQ)
+    return Contract(features=features, action_dim=shape.action_dim(control_mode), control_mode=control_mode,
+                    control_freq=layout.CONTROL_FREQ, arm=arm)
 
 
-def state_features(task: str) -> dict[str, Feature]:
+def state_features(task: str, arm: str = "panda") -> dict[str, Feature]:
     """Every state feature of `task` (what experts and datasets see), whatever the obs mode."""
-    return dict(task_contract(task, "state").features)
+    return dict(task_contract(task, "state", arm_shape(arm).modes[0], arm=arm).features)
 
 
 @dataclass
@@ -121,9 +150,12 @@ class TaskConfig:
         name: one of TASKS.
         obs_mode: "state" or "rgb".
         control_mode: "pd_ee_delta_pos" (end-effector delta position + gripper) or
-            "pd_joint_delta_pos" (7 joint deltas + gripper).
+            "pd_joint_delta_pos" (one delta per arm joint + gripper; the only mode of an arm
+            without end-effector control, such as the SO-100).
         image_size: camera image side in pixels for obs_mode=rgb.
         episode_length: control steps per episode; 0 takes the task's default.
+        arm: the robot (configs/arm/<arm>.yaml) whose scene, joints and actions the task uses;
+            tasks.layout.ARM_SETUPS says which tasks each arm has.
     """
 
     name: str = "push_cube"
@@ -131,6 +163,7 @@ class TaskConfig:
     control_mode: str = "pd_ee_delta_pos"
     image_size: int = 64
     episode_length: int = 0
+    arm: str = "panda"
 
 
 ConfigStore.instance().store(group="task", name="schema", node=TaskConfig)

@@ -14,7 +14,9 @@ from sim2real.robot.arm_model import ( # noqa: E402
 )
 from sim2real.robot.rotations import quat_to_matrix  # noqa: E402
 from tasks import layout  # noqa: E402
-from tasks.mujoco.control import gripper_target  # noqa: E402
+from sim2real.robot.arm_model import ActionScales  # noqa: E402
+
+gripper_target = ActionScales().gripper_target
 
 MODEL = RobotModel.from_urdf()
 BASE = np.array(layout.ROBOT_BASE_POS)  # the tasks' world frame is the base frame shifted by this

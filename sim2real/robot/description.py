@@ -102,6 +102,7 @@ class Control:
 class ArmDescription:
     """An arm: its URDF chain base_link -> tcp_link, rest pose, gripper, IK mode, control and limits.
 
+    The TCP is `tcp_offset` [3] (metres, in tcp_link's frame; zero for most arms) from tcp_link.
     `lower`, `upper`, `velocity_limits` [n] are the URDF's, tightened by the YAML's `limits`
     (a URDF velocity of 0, as in the SO-100's, means none given and becomes inf). FK, the
     Jacobian and IK run on `chain`; IK clamps to these limits.
@@ -113,6 +114,7 @@ class ArmDescription:
     joint_names: tuple[str, ...]
     base_link: str
     tcp_link: str
+    tcp_offset: np.ndarray
     rest_qpos: np.ndarray
     gripper: Gripper
     ik_mode: str
@@ -123,7 +125,7 @@ class ArmDescription:
     chain: KinematicChain
 
     def __post_init__(self) -> None:
-        for array in (self.rest_qpos, self.lower, self.upper, self.velocity_limits):
+        for array in (self.tcp_offset, self.rest_qpos, self.lower, self.upper, self.velocity_limits):
             array.flags.writeable = False
 
     @property
@@ -184,13 +186,20 @@ def arm_urdf_path(name_or_path: str | Path) -> Path:
 def load_arm(name_or_path: str | Path) -> ArmDescription:
     """Read and check an arm description: a name in configs/arm/ ("panda") or a YAML path."""
     raw = ArmYaml.read(arm_config_path(name_or_path))
-    raw.allow_only(("name", "urdf", "joints", "base_link", "tcp_link", "rest", "gripper", "ik", "control", "limits"))
+    raw.allow_only(("name", "urdf", "joints", "base_link", "tcp_link", "tcp_offset", "rest", "gripper", "ik",
+                    "control", "limits"))
     urdf = raw.urdf_path()
     tree = read_urdf(urdf)
     base_link, tcp_link = raw.string("base_link"), raw.string("tcp_link")
     joint_names = _check_chain(raw, tree, base_link, tcp_link)
     gripper = _read_gripper(raw, tree, joint_names)
     chain = KinematicChain.from_urdf(urdf, base_link, tcp_link, gripper.joint_names)
+    tcp_offset = raw.numbers("tcp_offset", 3) if "tcp_offset" in raw.data else np.zeros(3)
+    if tcp_offset.any():
+        # The TCP sits at a fixed offset in tcp_link's frame (between the jaws, say): part of the chain's tail.
+        tail = chain.tail.copy()
+        tail[:3, 3] += tail[:3, :3] @ tcp_offset
+        chain = dataclasses.replace(chain, tail=tail)
     # `limits` may tighten the arm's and the gripper's joints alike. URDF velocity 0 means "not
     # given" (the SO-100's): unbounded until the YAML tightens it.
     fingers = [chain.gripper_limits[n] for n in gripper.joint_names]
@@ -214,7 +223,8 @@ def load_arm(name_or_path: str | Path) -> ArmDescription:
         raise raw.error("ik", f"'position' for an arm with {len(joint_names)} joints (pose IK needs 6)", ik_mode)
     control = _read_control(raw, ik_mode)
     return ArmDescription(name=raw.string("name", default=raw.path.stem), source=raw.path, urdf=urdf,
-                          joint_names=joint_names, base_link=base_link, tcp_link=tcp_link, rest_qpos=rest,
+                          joint_names=joint_names, base_link=base_link, tcp_link=tcp_link,
+                          tcp_offset=tcp_offset, rest_qpos=rest,
                           gripper=gripper, ik_mode=ik_mode, control=control, lower=lower, upper=upper,
                           velocity_limits=velocity, chain=chain)
 

@@ -11,8 +11,8 @@ the arm's singular stretch and fling whatever the gripper touches.
 
 `pd_joint_delta_pos`: arm joint targets = current joint positions + 0.1 rad x action[:7].
 
-In both modes the last action dim drives both fingers: -1 -> -0.01 (closed, still squeezing),
-+1 -> 0.04 (open), linearly.
+In both modes the last action dim drives the gripper through the arm description's linear map
+(the Panda's fingers: -1 -> -0.01, closed and still squeezing; +1 -> 0.04, open).
 
 The joint drives are PD with a force limit (tasks.layout), stepped by `drive_command`.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from tasks import layout
 from tasks.mujoco.index import SceneIndex
 
 
@@ -42,11 +41,6 @@ def drive_command(target: np.ndarray, q: np.ndarray, qdot: np.ndarray, kp: np.nd
     saturated = np.abs(implicit) > limit
     ctrl = np.where(saturated, q + np.sign(implicit) * limit / kp, target)
     return ctrl, saturated
-
-
-def gripper_target(a: float) -> float:
-    """Finger joint target for the normalised gripper action a in [-1, 1]."""
-    return layout.FINGER_CLOSED + (a + 1.0) / 2.0 * (layout.FINGER_OPEN - layout.FINGER_CLOSED)
 
 
 class DampedLeastSquaresIK:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sim2real.robot.description import load_arm
 from tasks import layout
 from tasks.domain import DomainParams
 from tasks.env import Obs, TaskEnv
@@ -29,14 +30,17 @@ class MujocoEnv(TaskEnv):
 
     def __init__(self, task: str, num_envs: int = 1, domain: DomainParams | None = None, obs_mode: str = "state",
                  control_mode: str = "pd_ee_delta_pos", image_size: int = 64, episode_length: int = 0,
-                 terminate_on_success: bool = False, device: torch.device | str = "cpu") -> None:
+                 terminate_on_success: bool = False, device: torch.device | str = "cpu", arm: str = "panda") -> None:
         super().__init__(task, num_envs=num_envs, domain=domain, obs_mode=obs_mode, control_mode=control_mode,
                          image_size=image_size, episode_length=episode_length,
-                         terminate_on_success=terminate_on_success, device=device)
-        nominal = compile_scene(task)
-        self.index = SceneIndex.build(nominal, task)
+                         terminate_on_success=terminate_on_success, device=device, arm=arm)
+        self.setup = layout.arm_setup(arm, task)
+        self.description = load_arm(arm)
+        nominal = compile_scene(task, arm)
+        self.index = SceneIndex.build(nominal, task, self.description)
         self.rules = RULES[task]()
-        self.worlds = [World(nominal, self.index, control_mode) for _ in range(num_envs)]
+        self.worlds = [World(nominal, self.index, control_mode, self.description, self.setup)
+                       for _ in range(num_envs)]
         self.rngs = [np.random.default_rng(i) for i in range(num_envs)]
         self._obs_renderer: OffscreenRenderer | None = None
         self._viewer: OffscreenRenderer | None = None
@@ -50,9 +54,10 @@ class MujocoEnv(TaskEnv):
                 self.rngs[i] = np.random.default_rng(seed + i)
             rng, world = self.rngs[i], self.worlds[i]
             world.half_sizes = apply_shifts(world.model, world.data, world.nominal, self.index, self.env_domains[i],
-                                            rng)
-            noise = rng.normal(0.0, layout.ROBOT_INIT_QPOS_NOISE, size=layout.ARM_JOINTS)
-            world.reset_robot(np.asarray(layout.ROBOT_REST_QPOS[:layout.ARM_JOINTS]) + noise)
+                                            rng, self.setup)
+            init = np.asarray(self.setup.init_qpos)
+            noise = rng.normal(0.0, layout.ROBOT_INIT_QPOS_NOISE, size=init.size)
+            world.reset_robot(init + noise)
             self.rules.reset(world, rng, spawn_scale=self.env_domains[i].init_range_scale)
             world.finish_reset()
 

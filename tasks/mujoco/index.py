@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES
-from tasks.mujoco.robot import FINGER_BODIES, TCP_SITE
+from sim2real.robot.description import ArmDescription
+from tasks.mujoco.robot import TCP_SITE, gripper_bodies
 from tasks.mujoco.scene import CUBE_NAMES, GOAL_BODY, OBS_CAMERA, RENDER_CAMERA
-
-ROBOT = "panda/"
+from tasks.mujoco.urdf import parse_urdf
 
 
 def _id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
@@ -25,15 +24,15 @@ def _id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
 class SceneIndex:
     """Addresses of everything the env reads or writes, in any copy of one task's model."""
 
-    arm_qpos: np.ndarray        # [7] qpos addresses of the arm joints
-    arm_dof: np.ndarray         # [7] dof addresses of the arm joints
-    finger_qpos: np.ndarray     # [2]
-    finger_dof: np.ndarray      # [2]
-    arm_joint_ids: np.ndarray   # [7] joint ids (for ranges and damping)
-    arm_actuators: np.ndarray   # [7] actuator ids
-    finger_actuators: np.ndarray  # [2]
+    arm_qpos: np.ndarray        # [n] qpos addresses of the arm joints
+    arm_dof: np.ndarray         # [n] dof addresses of the arm joints
+    finger_qpos: np.ndarray     # [g] the gripper joints' (2 fingers, 1 jaw)
+    finger_dof: np.ndarray      # [g]
+    arm_joint_ids: np.ndarray   # [n] joint ids (for ranges and damping)
+    arm_actuators: np.ndarray   # [n] actuator ids
+    finger_actuators: np.ndarray  # [g]
     tcp_site: int
-    finger_bodies: tuple[int, int]
+    finger_bodies: tuple[int, int]  # the two bodies that close on an object
     cube_bodies: tuple[int, ...]    # bodies carrying each cube's geom and inertia
     cube_geoms: tuple[int, ...]
     cube_qpos: tuple[int, ...]      # address of each cube's free joint in qpos (7 values)
@@ -47,11 +46,13 @@ class SceneIndex:
     handle_geom: int = -1
 
     @classmethod
-    def build(cls, model: mujoco.MjModel, task: str) -> SceneIndex:
+    def build(cls, model: mujoco.MjModel, task: str, description: ArmDescription) -> SceneIndex:
         J, B, G, S, A, C = (mujoco.mjtObj.mjOBJ_JOINT, mujoco.mjtObj.mjOBJ_BODY, mujoco.mjtObj.mjOBJ_GEOM,
                             mujoco.mjtObj.mjOBJ_SITE, mujoco.mjtObj.mjOBJ_ACTUATOR, mujoco.mjtObj.mjOBJ_CAMERA)
-        arm = np.array([_id(model, J, ROBOT + n) for n in ARM_JOINT_NAMES])
-        fingers = np.array([_id(model, J, ROBOT + n) for n in FINGER_JOINT_NAMES])
+        robot = f"{description.name}/"  # the attached arm model's namespace
+        names, finger_names = description.joint_names, description.gripper.joint_names
+        arm = np.array([_id(model, J, robot + n) for n in names])
+        fingers = np.array([_id(model, J, robot + n) for n in finger_names], dtype=int)
         cubes = CUBE_NAMES[task]
         cube_joints = [_id(model, J, f"{name}/free/") for name in cubes]
         extra = {}
@@ -63,10 +64,11 @@ class SceneIndex:
             arm_qpos=model.jnt_qposadr[arm].copy(), arm_dof=model.jnt_dofadr[arm].copy(),
             finger_qpos=model.jnt_qposadr[fingers].copy(), finger_dof=model.jnt_dofadr[fingers].copy(),
             arm_joint_ids=arm,
-            arm_actuators=np.array([_id(model, A, ROBOT + n) for n in ARM_JOINT_NAMES]),
-            finger_actuators=np.array([_id(model, A, ROBOT + n) for n in FINGER_JOINT_NAMES]),
-            tcp_site=_id(model, S, ROBOT + TCP_SITE),
-            finger_bodies=tuple(_id(model, B, ROBOT + n) for n in FINGER_BODIES),  # type: ignore[arg-type]
+            arm_actuators=np.array([_id(model, A, robot + n) for n in names]),
+            finger_actuators=np.array([_id(model, A, robot + n) for n in finger_names], dtype=int),
+            tcp_site=_id(model, S, robot + TCP_SITE),
+            finger_bodies=tuple(_id(model, B, robot + n)  # type: ignore[arg-type]
+                                for n in gripper_bodies(parse_urdf(description.urdf), description)),
             cube_bodies=tuple(_id(model, B, f"{name}/body") for name in cubes),
             cube_geoms=tuple(_id(model, G, f"{name}/geom") for name in cubes),
             cube_qpos=tuple(int(model.jnt_qposadr[j]) for j in cube_joints),

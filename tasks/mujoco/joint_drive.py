@@ -13,11 +13,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from tasks import layout
 from tasks.mujoco.control import drive_command
 from tasks.mujoco.world import World
-
-NUM_DRIVES = layout.ARM_JOINTS + layout.FINGER_JOINTS
 
 
 def step_joint_targets(world: World, targets: np.ndarray, substeps: int | None = None) -> None:
@@ -25,8 +22,8 @@ def step_joint_targets(world: World, targets: np.ndarray, substeps: int | None =
 
     Args:
         world: the env's world (its model carries the domain's drive gains).
-        targets: [9] (7 arm joints, 2 fingers) held for every step, or [substeps, 9], one row per
-            step (an interpolated trajectory). Arm targets are clipped to the joint ranges, as
+        targets: [d] (the arm joints, then the gripper joints: 7 + 2 on the Panda) held for every
+            step, or [substeps, d], one row per step (an interpolated trajectory). Arm targets are clipped to the joint ranges, as
             the task controllers keep them; finger targets go to the drives as given.
         substeps: physics steps to run; default: one per row of a 2-D `targets`, else one
             control period (`world.substeps`).
@@ -36,8 +33,9 @@ def step_joint_targets(world: World, targets: np.ndarray, substeps: int | None =
         rows = np.broadcast_to(rows, (substeps or world.substeps, rows.size))
     elif substeps is not None and substeps != rows.shape[0]:
         raise ValueError(f"targets has {rows.shape[0]} rows but substeps={substeps}")
-    if rows.shape[1] != NUM_DRIVES or not np.all(np.isfinite(rows)):
-        raise ValueError(f"joint targets: expected finite values of shape [{NUM_DRIVES}] or [steps, {NUM_DRIVES}], "
+    drives_count, n = len(world.targets), world.n_arm
+    if rows.shape[1] != drives_count or not np.all(np.isfinite(rows)):
+        raise ValueError(f"joint targets: expected finite values of shape [{drives_count}] or [steps, {drives_count}], "
                          f"got shape {list(rows.shape)}")
     m, d = world.model, world.data
     drives, kp = world._drives, m.actuator_gainprm[world._drives, 0].copy()
@@ -46,8 +44,8 @@ def step_joint_targets(world: World, targets: np.ndarray, substeps: int | None =
     qpos, qvel = d.qpos[world._drive_qpos], d.qvel[world._drive_dof]  # views
     try:
         for row in rows:
-            world.targets[:layout.ARM_JOINTS] = np.clip(row[:layout.ARM_JOINTS], world.arm_low, world.arm_high)
-            world.targets[layout.ARM_JOINTS:] = row[layout.ARM_JOINTS:]
+            world.targets[:n] = np.clip(row[:n], world.arm_low, world.arm_high)
+            world.targets[n:] = row[n:]
             ctrl, saturated = drive_command(world.targets, qpos, qvel, kp, -bias, world._force_limit,
                                             d.M[world._drive_mdiag], m.opt.timestep)
             d.ctrl[drives] = ctrl

@@ -66,19 +66,19 @@ class PushCube(TaskRules):
 class PickCube(TaskRules):
     def reset(self, world: World, rng: np.random.Generator, spawn_scale: float) -> None:
         h = world.half_sizes[0]
-        r = layout.CUBE_SPAWN_HALF_RANGE * spawn_scale
+        r = world.setup.cube_spawn_half_range * spawn_scale
         xy = rng.uniform(-r, r, size=2)
         yaw = rng.uniform(0.0, 2 * np.pi)
         world.set_cube(0, np.array([xy[0], xy[1], h]), yaw=yaw)
         goal_xy = rng.uniform(-r, r, size=2)
-        world.goal = np.array([goal_xy[0], goal_xy[1], h + rng.uniform(0.0, layout.PICK_MAX_GOAL_HEIGHT)])
+        world.goal = np.array([goal_xy[0], goal_xy[1], h + rng.uniform(0.0, world.setup.pick_max_goal_height)])
         self._show_goal(world)
 
     def obj_pose(self, world: World) -> np.ndarray:
         return world.cube_pose(0)
 
     def evaluate(self, world: World) -> dict[str, bool]:
-        placed = np.linalg.norm(world.cube_pose(0)[:3] - world.goal) <= layout.PICK_GOAL_THRESH
+        placed = np.linalg.norm(world.cube_pose(0)[:3] - world.goal) <= world.setup.pick_goal_thresh
         static = np.abs(world.data.qvel[world.index.arm_dof]).max() <= layout.ROBOT_STATIC_QVEL
         return {"success": bool(placed and static), "is_obj_placed": bool(placed), "is_robot_static": bool(static)}
 

@@ -3,7 +3,8 @@
 Each piece is its own `mjcf.RootElement` (the robot, the arena with table, floor, lights and
 cameras, a cube, the cabinet of tasks.mujoco.cabinet), attached to the arena the way
 dm_control's manipulation suite composes its scenes. All dimensions come from tasks.layout, in
-ManiSkill's table-top frame (table surface at z = 0, robot base at ROBOT_BASE_POS facing +x).
+ManiSkill's table-top frame (table surface at z = 0, the Panda's base at ROBOT_BASE_POS facing +x;
+other arms where tasks.layout.ARM_SETUPS places them).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dm_control import mjcf
 from tasks import layout
 from tasks.mujoco.cabinet import build_cabinet
 from tasks.mujoco.contact import set_geom_defaults
-from tasks.mujoco.robot import build_panda
+from tasks.mujoco.robot import build_arm
 
 # Physics at 500 Hz (ManiSkill: PhysX at 100 Hz). MuJoCo's contact time constant must span
 # at least two steps, and the 5 ms one that keeps grasps within 0.5 mm (tasks.mujoco.contact)
@@ -60,8 +61,8 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     return quat
 
 
-def build_arena() -> mjcf.RootElement:
-    """Table, floor, lights, the observation and viewer cameras, and the physics options."""
+def build_arena(setup: layout.ArmSetup = layout.ARM_SETUPS["panda"]) -> mjcf.RootElement:
+    """Table, floor, lights, the observation and viewer cameras (placed for the arm), and the physics options."""
     arena = mjcf.RootElement(model="tabletop")
     arena.compiler.angle = "radian"
     # implicitfast: the drives' damping is integrated implicitly (stable on light joints at this dt).
@@ -80,8 +81,8 @@ def build_arena() -> mjcf.RootElement:
                         rgba=(0.76, 0.64, 0.5, 1.0))
     arena.worldbody.add("light", name="key", pos=(0.3, 0.5, 2.0), dir=(-0.1, -0.2, -1.0), directional=True,
                         diffuse=(0.6, 0.6, 0.6), castshadow=False)
-    for name, eye, target, fovy in ((OBS_CAMERA, layout.CAMERA_EYE, layout.CAMERA_TARGET, layout.CAMERA_FOVY),
-                                    (RENDER_CAMERA, layout.RENDER_EYE, layout.RENDER_TARGET, layout.RENDER_FOVY)):
+    for name, eye, target, fovy in ((OBS_CAMERA, setup.camera_eye, setup.camera_target, layout.CAMERA_FOVY),
+                                    (RENDER_CAMERA, setup.render_eye, setup.render_target, layout.RENDER_FOVY)):
         arena.worldbody.add("camera", name=name, pos=eye, quat=look_at(np.array(eye), np.array(target)),
                             fovy=math.degrees(fovy))
     return arena
@@ -98,7 +99,7 @@ def build_cube(name: str, half_size: float, rgba: tuple[float, ...]) -> mjcf.Roo
     return cube
 
 
-def _add_goal_marker(arena: mjcf.RootElement, task: str) -> None:
+def _add_goal_marker(arena: mjcf.RootElement, task: str, setup: layout.ArmSetup) -> None:
     """A mocap body showing the goal: the push target disc (seen by the observation camera, as
     in ManiSkill) or the pick goal sphere (hidden from it, as in ManiSkill)."""
     body = arena.worldbody.add("body", name=GOAL_BODY, mocap=True)
@@ -108,31 +109,33 @@ def _add_goal_marker(arena: mjcf.RootElement, task: str) -> None:
             body.add("geom", name=f"ring{k}", type="cylinder", size=(radius * layout.PUSH_GOAL_RADIUS, 1e-4),
                      pos=(0, 0, 1e-4 * (k + 1)), rgba=rgba, contype=0, conaffinity=0)
     elif task == "pick_cube":
-        body.add("geom", name="sphere", type="sphere", size=(layout.PICK_GOAL_THRESH,), rgba=(0, 1, 0, 0.5),
+        body.add("geom", name="sphere", type="sphere", size=(setup.pick_goal_thresh,), rgba=(0, 1, 0, 0.5),
                  contype=0, conaffinity=0, group=VIEWER_ONLY_GROUP)
 
 
-def build_scene(task: str) -> mjcf.RootElement:
-    """The whole scene of `task`: arena + robot + the task's objects and goal marker."""
+def build_scene(task: str, arm: str = "panda") -> mjcf.RootElement:
+    """The whole scene of `task`: arena + `arm` (where tasks.layout.ARM_SETUPS places it) + the
+    task's objects and goal marker."""
     if task not in CUBE_NAMES:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(CUBE_NAMES)}")
-    arena = build_arena()
-    arena.attach(build_panda()).pos = layout.ROBOT_BASE_POS
+    setup = layout.arm_setup(arm, task)
+    arena = build_arena(setup)
+    arena.attach(build_arm(arm)).pos = setup.base_pos
     for k, name in enumerate(CUBE_NAMES[task]):
         rgba = PUSH_CUBE_RGBA if task == "push_cube" else CUBE_RGBA[name]
-        frame = arena.attach(build_cube(name, layout.CUBE_HALF_SIZE, rgba))
-        frame.pos = (0.3 * k, 0.5, layout.CUBE_HALF_SIZE)  # out of the way until the first reset
+        frame = arena.attach(build_cube(name, setup.cube_half_size, rgba))
+        frame.pos = (0.3 * k, 0.5, setup.cube_half_size)  # out of the way until the first reset
         frame.add("freejoint", name="free")
     if task == "open_drawer":
         arena.attach(build_cabinet()).pos = (layout.CABINET_CENTER_X, 0, 0)
-    _add_goal_marker(arena, task)
+    _add_goal_marker(arena, task, setup)
     return arena
 
 
 @functools.lru_cache(maxsize=None)
-def compile_scene(task: str) -> mujoco.MjModel:
-    """The compiled nominal model of `task`, built once per process (copy it per env)."""
-    scene = build_scene(task)
+def compile_scene(task: str, arm: str = "panda") -> mujoco.MjModel:
+    """The compiled nominal model of `task` on `arm`, built once per process (copy it per env)."""
+    scene = build_scene(task, arm)
     model = mujoco.MjModel.from_xml_string(scene.to_xml_string(), assets=scene.get_assets())
     # ManiSkill's camera clipping planes; MuJoCo states them as fractions of the model's extent.
     model.vis.map.znear = layout.CAMERA_NEAR / model.stat.extent

@@ -29,7 +29,7 @@ from tasks.mujoco.scene import CUBE_DENSITY, look_at
 
 
 def apply_shifts(model: mujoco.MjModel, data: mujoco.MjData, nominal: mujoco.MjModel, index: SceneIndex,
-                 params: DomainParams, rng: np.random.Generator) -> np.ndarray:
+                 params: DomainParams, rng: np.random.Generator, setup: layout.ArmSetup) -> np.ndarray:
     """Write `params` into `model` (a copy of `nominal`); returns the cubes' half sizes [n_cubes].
 
     Ends with mj_setConst, which recomputes the mass-dependent constants (constraint
@@ -38,7 +38,7 @@ def apply_shifts(model: mujoco.MjModel, data: mujoco.MjData, nominal: mujoco.MjM
     model.geom_friction[:] = nominal.geom_friction * params.friction_scale
     half_sizes = _scale_objects(model, nominal, index, params.object_size_scale, params.object_mass_scale)
     _scale_drives(model, nominal, index, params.controller_gain_scale, params.joint_damping_scale)
-    _jitter_camera(model, index.obs_camera, params.camera_pose_jitter, rng)
+    _jitter_camera(model, index.obs_camera, params.camera_pose_jitter, rng, setup)
     mujoco.mj_setConst(model, data)
     return half_sizes
 
@@ -78,9 +78,10 @@ def _scale_drives(model: mujoco.MjModel, nominal: mujoco.MjModel, index: SceneIn
         model.actuator_biasprm[ids, 2] = nominal.actuator_biasprm[ids, 2] * kv_scale
 
 
-def _jitter_camera(model: mujoco.MjModel, camera: int, jitter: float, rng: np.random.Generator) -> None:
+def _jitter_camera(model: mujoco.MjModel, camera: int, jitter: float, rng: np.random.Generator,
+                   setup: layout.ArmSetup) -> None:
     offsets = rng.uniform(-1.0, 1.0, size=(2, 3)) * jitter
-    eye = np.asarray(layout.CAMERA_EYE) + offsets[0]
-    target = np.asarray(layout.CAMERA_TARGET) + offsets[1]
+    eye = np.asarray(setup.camera_eye) + offsets[0]
+    target = np.asarray(setup.camera_target) + offsets[1]
     model.cam_pos[camera] = eye
     model.cam_quat[camera] = look_at(eye, target)

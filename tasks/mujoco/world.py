@@ -12,8 +12,9 @@ import copy
 import mujoco
 import numpy as np
 
+from sim2real.robot.description import ArmDescription
 from tasks import layout
-from tasks.mujoco.control import DampedLeastSquaresIK, drive_command, gripper_target, tcp_quat
+from tasks.mujoco.control import DampedLeastSquaresIK, drive_command, tcp_quat
 from tasks.mujoco.index import SceneIndex
 
 
@@ -31,15 +32,21 @@ class World:
         nominal: the compiled nominal scene; copied, so domain shifts stay per env.
         index: addresses in that scene.
         control_mode: "pd_ee_delta_pos" or "pd_joint_delta_pos".
+        arm: the arm's description (joint deltas, gripper mapping).
+        setup: where the arm stands and the task geometry sized for it.
     """
 
-    def __init__(self, nominal: mujoco.MjModel, index: SceneIndex, control_mode: str) -> None:
+    def __init__(self, nominal: mujoco.MjModel, index: SceneIndex, control_mode: str, arm: ArmDescription,
+                 setup: layout.ArmSetup) -> None:
         self.nominal = nominal
         self.model = copy.copy(nominal)
         self.data = mujoco.MjData(self.model)
         self.index = index
         self.control_mode = control_mode
-        self.ik = DampedLeastSquaresIK(self.model, index)
+        self.arm = arm
+        self.setup = setup
+        self.n_arm = len(index.arm_qpos)
+        self.ik = DampedLeastSquaresIK(self.model, index) if control_mode == "pd_ee_delta_pos" else None
         period = 1.0 / layout.CONTROL_FREQ
         self.substeps = int(round(period / self.model.opt.timestep))
         if abs(self.substeps * self.model.opt.timestep - period) > 1e-9:
@@ -53,21 +60,21 @@ class World:
         dofs = np.arange(self.model.nv)[self._drive_dof]
         # Where each drive's diagonal inertia sits in MuJoCo's lower-triangular CSR M (row ends).
         self._drive_mdiag = self.model.M_rowadr[dofs] + self.model.M_rownnz[dofs] - 1
-        self._force_limit = np.array([layout.ARM_FORCE_LIMIT] * layout.ARM_JOINTS
-                                     + [layout.GRIPPER_FORCE_LIMIT] * layout.FINGER_JOINTS)
+        self._force_limit = np.array([layout.ARM_FORCE_LIMIT] * self.n_arm
+                                     + [setup.gripper_force_limit] * len(index.finger_qpos))
         self.targets = np.zeros(len(dofs))
         self.ref_quat = np.array([0.0, 1.0, 0.0, 0.0])  # gripper down; replaced at each reset
-        self.half_sizes = np.full(len(index.cube_geoms), layout.CUBE_HALF_SIZE)  # set by the domain shifts
+        self.half_sizes = np.full(len(index.cube_geoms), setup.cube_half_size)  # set by the domain shifts
         self.goal = np.zeros(3)
 
     # ---- reset ---------------------------------------------------------------------------
     def reset_robot(self, arm_qpos: np.ndarray) -> None:
-        """Zero the state, put the arm at arm_qpos [7] with the gripper open, targets where it stands."""
+        """Zero the state, put the arm at arm_qpos [n] with the gripper open, targets where it stands."""
         idx, d = self.index, self.data
         mujoco.mj_resetData(self.model, d)
         d.qpos[idx.arm_qpos] = arm_qpos
-        d.qpos[idx.finger_qpos] = layout.FINGER_OPEN
-        self.targets = np.concatenate([arm_qpos, [layout.FINGER_OPEN] * layout.FINGER_JOINTS])
+        d.qpos[idx.finger_qpos] = self.arm.gripper.open
+        self.targets = np.concatenate([arm_qpos, [self.arm.gripper.open] * len(idx.finger_qpos)])
         d.ctrl[self._drives] = self.targets
 
     def finish_reset(self) -> None:
@@ -86,16 +93,16 @@ class World:
     def apply_action(self, action: np.ndarray) -> None:
         """Set joint targets from a normalised action, then simulate one control period."""
         idx, d = self.index, self.data
-        if self.control_mode == "pd_ee_delta_pos":
+        if self.ik is not None:
             target = d.site_xpos[idx.tcp_site] + layout.EE_DELTA_POS_LIMIT * action[:3]
             arm = self.ik.solve(d.qpos, target, self.ref_quat)
             if arm is None:  # unreachable: hold still, as ManiSkill does when its IK fails
                 arm = d.qpos[idx.arm_qpos].copy()
         else:
-            arm = np.clip(d.qpos[idx.arm_qpos] + layout.JOINT_DELTA_POS_LIMIT * action[:layout.ARM_JOINTS],
+            arm = np.clip(d.qpos[idx.arm_qpos] + self.arm.control.joint_delta * action[:self.n_arm],
                           self.arm_low, self.arm_high)
-        self.targets[:layout.ARM_JOINTS] = arm
-        self.targets[layout.ARM_JOINTS:] = gripper_target(float(action[-1]))
+        self.targets[:self.n_arm] = arm
+        self.targets[self.n_arm:] = self.gripper_targets(float(action[-1]))
         m = self.model
         kp = m.actuator_gainprm[self._drives, 0].copy()
         bias = m.actuator_biasprm[self._drives, 2].copy()  # -kd, as the domain shifts set it
@@ -111,6 +118,16 @@ class World:
         damping[:] = bias
         # mj_step leaves positions-dependent quantities one substep old; observations need them now.
         mujoco.mj_forward(self.model, d)
+
+    def gripper_targets(self, command: float) -> np.ndarray:
+        """The gripper joints' targets for a command in [-1 closed, +1 open]. A jaw with a step
+        limit (ManiSkill's SO-100 moves its jaw by at most 0.2 rad per step) moves towards the
+        command's position by at most that much from where it stands."""
+        goal = self.arm.gripper.joint_targets(command)
+        if self.setup.gripper_step is None:
+            return goal
+        now = self.data.qpos[self.index.finger_qpos]
+        return now + np.clip(goal - now, -self.setup.gripper_step, self.setup.gripper_step)
 
     # ---- readings ------------------------------------------------------------------------
     def tcp_pose(self) -> np.ndarray:
