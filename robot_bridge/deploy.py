@@ -41,8 +41,8 @@ from robot_bridge.node_process import NodeProcess, find_rclpy_python, node_comma
 from robot_bridge.transport import rclpy_available
 from sim2real.config import PlannerConfig
 from sim2real.contract import ContractMismatch
-from sim2real.robot.description import arm_config_path
-from tasks.spec import TaskConfig  # registers the task/ group's schema: `task=push_cube` on the command line
+from sim2real.robot.description import arm_config_path, arm_name
+from tasks.spec import TaskConfig, arm_shape  # TaskConfig registers the task/ group (`task=push_cube`)
 
 SIM_NODE, POLICY_NODE = "sim2real_sim_robot", "sim2real_policy_node"
 # History depth of the recorder's subscriptions: DDS keeps receiving while this process is
@@ -81,7 +81,8 @@ class DeployConfig:
     Args:
         checkpoint: a checkpoint from pretrain or finetune; not needed with policy.policy=expert.
         arm: the arm driven (configs/arm/<arm>.yaml), the policy node's `arm`. A checkpoint for
-            another arm is refused before any node starts; robot=sim simulates the Panda only.
+            another arm is refused before any node starts; robot=sim simulates this arm in its task
+            scene (tasks.layout.ARM_SETUPS: the Panda, the SO-100 for pick_cube).
         task: the task when no checkpoint names it (policy.policy=expert): a name, or the `task/`
             group (`task=push_cube` on the command line; its episode_length, when set, is used
             unless robot.episode_length is); with a checkpoint it must match the checkpoint's, or be "".
@@ -103,7 +104,7 @@ class DeployConfig:
     """
 
     checkpoint: str = ""
-    arm: str = "panda"
+    arm: Any = "panda"  # a name, or the arm/ group's node (arm=so100 on the command line)
     task: Any = ""  # str or TaskConfig
     robot: RobotConfig = field(default_factory=RobotConfig)
     transport: str = "auto"
@@ -121,6 +122,9 @@ class DeployConfig:
     record_storage: str = "mcap"
     latency_log: bool = True
     video_episodes: int = 0
+
+    def __post_init__(self) -> None:
+        self.arm = arm_name(self.arm)  # the arm/ group's node -> its name
 
 
 ConfigStore.instance().store(name="deploy_schema", node=DeployConfig)
@@ -186,7 +190,8 @@ def _is_expert(cfg: DeployConfig) -> bool:
 
 def _node_params(cfg: DeployConfig, task: str, episode_length: int, transport: str, rgb: bool) -> dict[str, Any]:
     out = Path(cfg.out_dir).resolve()  # the nodes run from the repository root
-    sim = {"task": task, "seed": cfg.seed, "domain": cfg.robot.domain, "episode_length": episode_length,
+    sim = {"task": task, "arm": cfg.arm, "seed": cfg.seed, "domain": cfg.robot.domain,
+           "episode_length": episode_length,
            "joint_state_rate_hz": cfg.robot.joint_state_rate_hz, "transport": transport,
            "camera": cfg.robot.camera or rgb, "allow_network": cfg.allow_network, **cfg.robot.params}
     if cfg.video_episodes > 0:
@@ -204,7 +209,16 @@ def _node_params(cfg: DeployConfig, task: str, episode_length: int, transport: s
     if cfg.latency_log:
         policy.setdefault("latency_log", str(out / "latency.json"))
     if cfg.robot.kind == "sim":
+        from tasks.layout import arm_setup
+
         policy.setdefault("episode_topic", f"/{SIM_NODE}/episode")
+        # Where the simulated arm's scene has its base (the arm publishes poses in the base frame),
+        # and the scene's workspace for the safety filter.
+        setup = arm_setup(cfg.arm, task)
+        policy.setdefault("base_in_task", list(setup.base_pos))
+        if setup.workspace_lo is not None and setup.workspace_hi is not None:
+            policy["safety"] = {"workspace_lo": list(setup.workspace_lo), "workspace_hi": list(setup.workspace_hi),
+                                **policy.get("safety", {})}
         if rgb:
             policy.setdefault("camera_topic", "/camera/image_raw/compressed")
     return {SIM_NODE: {"ros__parameters": sim}, POLICY_NODE: {"ros__parameters": policy}}
@@ -215,19 +229,25 @@ def _task(cfg: DeployConfig) -> tuple[str, int]:
     task = cfg.task
     if isinstance(task, str):
         return task, 0
+    if isinstance(task, TaskConfig):
+        task = asdict(task)
     if isinstance(task, dict):
-        task = TaskConfig(**task)
+        # The arm is deploy's arm=; a task.arm other than the default and that one is a conflict.
+        if task.get("arm", cfg.arm) not in (cfg.arm, TaskConfig.arm):
+            raise ValueError(f"task.arm={task['arm']!r} and arm={cfg.arm!r} differ: set arm= only")
+        task = TaskConfig(**{**task, "arm": cfg.arm})
     if not isinstance(task, TaskConfig):
         raise ValueError(f"task={task!r}: expected a task name or the task/ group (TaskConfig)")
-    if _is_expert(cfg) and (task.obs_mode, task.control_mode) != ("state", "pd_ee_delta_pos"):
-        raise ValueError(f"task.obs_mode={task.obs_mode!r}, task.control_mode={task.control_mode!r}: the scripted "
-                         f"expert observes state and acts in pd_ee_delta_pos")
+    expert_mode = arm_shape(cfg.arm).modes[0]
+    if _is_expert(cfg) and (task.obs_mode, task.mode) != ("state", expert_mode):
+        raise ValueError(f"task.obs_mode={task.obs_mode!r}, task.control_mode={task.mode!r}: the scripted "
+                         f"expert observes state and acts in {expert_mode} on arm {cfg.arm!r}")
     return task.name, task.episode_length
 
 
 def _resolve_policy(cfg: DeployConfig) -> tuple[str, int, Any]:
     """(task, episode length, contract) of what the policy node will run."""
-    from tasks.spec import task_contract, task_spec
+    from tasks.spec import episode_length, task_contract
 
     named, task_length = _task(cfg)
     if _is_expert(cfg):
@@ -237,8 +257,9 @@ def _resolve_policy(cfg: DeployConfig) -> tuple[str, int, Any]:
                              "e.g. task=push_cube")
         if cfg.policy.get("expert_task", task) != task:
             raise ValueError(f"policy.expert_task={cfg.policy['expert_task']!r} and task={task!r} differ; set one")
-        contract = task_contract(task, "state", "pd_ee_delta_pos")  # also refuses unknown tasks
-        return task, cfg.robot.episode_length or task_length or task_spec(task).episode_length, contract
+        # Also refuses unknown tasks; the expert acts in the arm's first mode (robot_bridge.policies).
+        contract = task_contract(task, "state", arm_shape(cfg.arm).modes[0], arm=cfg.arm)
+        return task, cfg.robot.episode_length or task_length or episode_length(task, cfg.arm), contract
     if not cfg.checkpoint:
         raise ValueError("checkpoint=...: required (a .pt file from pretrain or finetune), or run the scripted "
                          "expert with policy.policy=expert task=<task>")
@@ -364,9 +385,6 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
     if cfg.video_episodes > 0 and cfg.robot.kind != "sim":
         raise ValueError(f"video_episodes={cfg.video_episodes}: videos are rendered by the simulated arm (robot=sim)")
     arm_config_path(cfg.arm)  # an unknown arm is refused with the known ones listed
-    if cfg.robot.kind == "sim" and cfg.arm != "panda":
-        raise ValueError(f"arm={cfg.arm!r}: robot=sim simulates the Panda only (robot_bridge/sim_robot.py); drive "
-                         f"another arm that already serves ROS 2 with robot=ros")
     task, episode_length, contract = _resolve_policy(cfg)
     require_network_namespace(cfg.allow_network, "deploy")
     rgb = contract.rgb_shape is not None

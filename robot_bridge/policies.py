@@ -86,22 +86,25 @@ class ExpertPolicy:
         seed: seed of the noise stream (None: torch's default generator).
     """
 
-    STATE = ("tcp_pose", "obj_pose", "goal_pos")
-
-    def __init__(self, task: str, noise_std: float = 0.0, seed: int | None = None) -> None:
+    def __init__(self, task: str, noise_std: float = 0.0, seed: int | None = None, arm: str = "panda") -> None:
         import torch
 
         from tasks.experts import make_expert
-        from tasks.spec import task_contract
+        from tasks.spec import arm_shape, task_contract
 
         self._torch = torch
         self.task = task
-        self.contract = task_contract(task, "state", "pd_ee_delta_pos")
+        # The arm's first control mode: end-effector deltas where it has them, joint deltas otherwise.
+        mode = arm_shape(arm).modes[0]
+        self.contract = task_contract(task, "state", mode, arm=arm)
+        self.state_keys = ("tcp_pose", "obj_pose", "goal_pos") + (("qpos",) if mode != "pd_ee_delta_pos" else ())
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.expert = make_expert(task, num_envs=1, noise_std=noise_std, generator=generator)
+        self.expert = make_expert(task, num_envs=1, noise_std=noise_std, generator=generator, control_mode=mode,
+                                  arm=arm)
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        state = {k: self._torch.as_tensor(np.asarray(obs[k], dtype=np.float32)).unsqueeze(0) for k in self.STATE}
+        state = {k: self._torch.as_tensor(np.asarray(obs[k], dtype=np.float32)).unsqueeze(0)
+                 for k in self.state_keys}
         return self.expert.act(state)[0].double().numpy()
 
     def reset(self) -> None:
@@ -118,7 +121,7 @@ def make_policy(params: Any) -> Policy:
     torch.set_num_threads(max(1, params.torch_threads))
     if params.policy == "expert":
         try:
-            return ExpertPolicy(params.expert_task, params.expert_noise_std)
+            return ExpertPolicy(params.expert_task, params.expert_noise_std, arm=params.arm)
         except ValueError as exc:
             raise ValueError(f"parameter expert_task={params.expert_task!r}: {exc}") from None
     from sim2real.config import PlannerConfig, load_preset

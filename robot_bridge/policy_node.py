@@ -100,7 +100,7 @@ class PolicyNodeParams:
     goal_topic: str = "/goal"
     goal_type: str = "point"  # point (PointStamped) | pose (PoseStamped)
     goal_pos: list[float] = field(default_factory=list)  # used when goal_topic is ""
-    goal_frame: str = "panda_link0"
+    goal_frame: str = ""  # goal_pos's frame; "": the base frame
     camera_topic: str = ""
     camera_type: str = "compressed"  # compressed | raw
     camera_crop: list[int] = field(default_factory=list)  # x, y, width, height
@@ -111,7 +111,7 @@ class PolicyNodeParams:
     command_interface: str = "trajectory"  # trajectory | forward | action
     controller_joints: list[str] = field(default_factory=list)  # default: the arm's joints, then its gripper's
     trajectory_time_s: float = 0.0  # time_from_start of the commanded point; 0: one control period
-    base_frame: str = "panda_link0"
+    base_frame: str = ""  # "": the arm description's base_link
     task_frame: str = "table"
     base_in_task: list[float] = field(default_factory=lambda: [-0.615, 0.0, 0.0])
     max_input_age_s: float = 0.5
@@ -248,12 +248,13 @@ class PolicyNodeCore:
             sources["goal_pos"] = params.goal_topic or "parameter goal_pos"
         if params.camera_topic:
             sources["rgb"] = params.camera_topic
-        frames = Frames(params.base_frame, params.task_frame, tuple(params.base_in_task))  # type: ignore[arg-type]
+        base_frame = params.base_frame or self.arm.base_link
+        frames = Frames(base_frame, params.task_frame, tuple(params.base_in_task))  # type: ignore[arg-type]
         crop = tuple(params.camera_crop) if params.camera_crop else None
         self.obs = ObservationAssembler(contract, self.model, sources, frames, params.max_input_age_s,
                                         params.ignore_unknown_joints, crop)  # type: ignore[arg-type]
         if params.goal_pos and not params.goal_topic:
-            self.obs.set_goal(params.goal_pos, params.goal_frame, 0.0)
+            self.obs.set_goal(params.goal_pos, params.goal_frame or base_frame, 0.0)
         self.ref_quat: np.ndarray | None = None
         self.joint_receipt = -math.inf  # monotonic time the last accepted joint state arrived
         self.joint_stamp_ns = 0  # header stamp of the last accepted joint state (receipt time if unstamped)

@@ -1,5 +1,5 @@
-"""The simulated arm without DDS: `SimRobotCore` steps the MuJoCo Panda of tasks.mujoco in a
-shifted world, takes joint commands, and produces the joint states, object pose, goal and
+"""The simulated arm without DDS: `SimRobotCore` steps a MuJoCo arm of tasks.mujoco (the arm
+its `arm` parameter names: configs/arm/<arm>.yaml) in a shifted world, takes joint commands, and produces the joint states, object pose, goal and
 camera frames the ROS 2 node (robot_bridge.sim_robot) publishes; `SimRobotParams` are that
 node's parameters.
 """
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from sim2real.ros import messages as m
-from sim2real.ros.observation import BASE_IN_TASK, JOINT_NAMES, POINT_STAMPED
+from sim2real.ros.observation import POINT_STAMPED
 
 NODE_NAME = "sim2real_sim_robot"
 INT32 = "std_msgs/msg/Int32"
@@ -32,6 +32,7 @@ class SimRobotParams:
     """ROS parameters of the simulated arm (see the module docstring)."""
 
     task: str = "push_cube"
+    arm: str = "panda"  # configs/arm/<arm>.yaml; tasks.layout.ARM_SETUPS says where it stands
     seed: int = 0
     domain: str = "source"
     domain_fields: dict[str, Any] = field(default_factory=dict)
@@ -39,7 +40,7 @@ class SimRobotParams:
     settle_s: float = 0.1
     joint_state_rate_hz: float = 100.0
     controller: str = "arm_controller"
-    controller_joints: list[str] = field(default_factory=list)  # default: the 9 Panda joints
+    controller_joints: list[str] = field(default_factory=list)  # default: the arm's joints, then the gripper's
     joint_states_topic: str = "/joint_states"
     object_pose_topic: str = "/object_pose"
     goal_topic: str = "/goal"
@@ -48,7 +49,7 @@ class SimRobotParams:
     camera_format: str = "jpeg"  # jpeg or png (CompressedImage), raw (Image rgb8)
     camera_rate_hz: float = 10.0
     camera_size: int = 128
-    base_frame: str = "panda_link0"
+    base_frame: str = ""  # "": the arm description's base_link
     transport: str = "auto"
     domain_id: int = -1  # -1: ROS_DOMAIN_ID from the environment
     allow_network: bool = False
@@ -91,9 +92,16 @@ class SimRobotCore:
 
     def __init__(self, params: SimRobotParams) -> None:
         import tasks
+        from sim2real.robot.description import load_arm
+        from tasks.layout import arm_setup
         from tasks.mujoco.joint_drive import step_joint_targets
 
         self.params = params
+        arm = load_arm(params.arm)
+        self.joint_names = arm.joint_names + arm.gripper.joint_names
+        self.base_frame = params.base_frame or arm.base_link
+        # Object poses and goals are published in the base frame; the scene has it at this offset.
+        self.base_in_task = np.asarray(arm_setup(params.arm, params.task).base_pos, dtype=np.float64)
         if params.video_dir and params.episode_length <= 0:
             raise ValueError(f"parameter video_dir={params.video_dir!r}: videos are written at each episode's "
                              f"end and need episode_length > 0, got {params.episode_length}")
@@ -101,14 +109,14 @@ class SimRobotCore:
         self._step = step_joint_targets
         self.env = tasks.make_env(params.task, backend="mujoco", domain=self.domain,
                                   obs_mode="rgb" if params.camera else "state", control_mode="pd_joint_delta_pos",
-                                  image_size=params.camera_size)
+                                  image_size=params.camera_size, arm=params.arm)
         self.world = self.env.worlds[0]
         self.timestep = float(self.world.model.opt.timestep)
-        self.controller_joints = list(params.controller_joints) or list(JOINT_NAMES)
-        unknown = [n for n in self.controller_joints if n not in JOINT_NAMES]
+        self.controller_joints = list(params.controller_joints) or list(self.joint_names)
+        unknown = [n for n in self.controller_joints if n not in self.joint_names]
         if unknown or len(set(self.controller_joints)) != len(self.controller_joints):
             raise ValueError(f"parameter controller_joints={self.controller_joints}: expected distinct names "
-                             f"among {list(JOINT_NAMES)}")
+                             f"among {list(self.joint_names)}")
         self.rng = np.random.default_rng(params.seed)
         self.episode = -1
         self.seed = params.seed
@@ -172,9 +180,10 @@ class SimRobotCore:
     def on_trajectory(self, msg: Any) -> list[str]:
         """trajectory_msgs/JointTrajectory: interpolate through its points (times from receipt)."""
         names = list(msg.joint_names)
-        unknown = [n for n in names if n not in JOINT_NAMES]
+        unknown = [n for n in names if n not in self.joint_names]
         if not names or unknown or len(set(names)) != len(names):
-            return self._reject([f"trajectory joint_names {names}: expected distinct names among {list(JOINT_NAMES)}"])
+            return self._reject([f"trajectory joint_names {names}: expected distinct names among "
+                                 f"{list(self.joint_names)}"])
         if not msg.points:
             return self._reject(["trajectory has no points"])
         points = []
@@ -198,7 +207,7 @@ class SimRobotCore:
         return self._command([(0.0, self._full(self.controller_joints, data))])
 
     def _full(self, names: list[str], values: np.ndarray) -> dict[int, float]:
-        return {JOINT_NAMES.index(n): float(v) for n, v in zip(names, values)}
+        return {self.joint_names.index(n): float(v) for n, v in zip(names, values)}
 
     def _command(self, points: list[tuple[float, dict[int, float]]]) -> list[str]:
         ignored = self._accepting()
@@ -297,17 +306,17 @@ class SimRobotCore:
 
     def joint_state_msg(self, stamp: float) -> Any:
         q, qd = self.joint_state()
-        return m.joint_state(JOINT_NAMES, q + self._noise(q.size), qd + self._noise(qd.size), stamp=stamp)
+        return m.joint_state(self.joint_names, q + self._noise(q.size), qd + self._noise(qd.size), stamp=stamp)
 
     def object_pose_msg(self, stamp: float) -> Any:
         pose = np.asarray(self.env.rules.obj_pose(self.world), dtype=np.float64)
-        pos = pose[:3] - np.asarray(BASE_IN_TASK) + self._noise(3)
+        pos = pose[:3] - self.base_in_task + self._noise(3)
         w, x, y, z = pose[3:]
-        return m.pose_stamped(self.params.base_frame, pos, (x, y, z, w), stamp=stamp)
+        return m.pose_stamped(self.base_frame, pos, (x, y, z, w), stamp=stamp)
 
     def goal_msg(self, stamp: float) -> Any:
-        goal = np.asarray(self.env.rules.goal_pos(self.world), dtype=np.float64) - np.asarray(BASE_IN_TASK)
-        return point_stamped(self.params.base_frame, goal, stamp)
+        goal = np.asarray(self.env.rules.goal_pos(self.world), dtype=np.float64) - self.base_in_task
+        return point_stamped(self.base_frame, goal, stamp)
 
     def camera_msg(self, stamp: float) -> Any:
         frame = self.env.camera_frame(0)

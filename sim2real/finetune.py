@@ -147,7 +147,7 @@ def load_start(cfg: FinetuneConfig, device: torch.device) -> Start:
         if missing:
             raise ValueError(f"scratch=true needs the groups {missing}, e.g. task=push_cube model=tiny objective=cdred")
         task = cfg.task
-        contract = task_contract(task.name, task.obs_mode, task.control_mode, task.image_size)
+        contract = task_contract(task.name, task.obs_mode, task.mode, task.image_size, task.arm)
         model = WorldModel(cfg.model, contract.model_obs_shapes(), contract.action_dim).to(device)
         objective = make_objective(cfg.objective, model)
         length = task.episode_length or task_spec(task.name).episode_length
@@ -164,7 +164,7 @@ def load_start(cfg: FinetuneConfig, device: torch.device) -> Start:
     objective_config = CONFIGS[ckpt.extra["objective_config"]["name"]](**ckpt.extra["objective_config"])
     task = cfg.task or _task_from_checkpoint(ckpt)
     if cfg.task is not None:
-        ckpt.contract.check(task_contract(task.name, task.obs_mode, task.control_mode, task.image_size),
+        ckpt.contract.check(task_contract(task.name, task.obs_mode, task.mode, task.image_size, task.arm),
                             mine="checkpoint", theirs=f"task={task.name}", source=str(cfg.checkpoint))
     pretrained = {"path": str(Path(cfg.checkpoint).resolve()), "sha256": file_sha256(cfg.checkpoint),
                   **{k: ckpt.extra[k] for k in ("stage", "task", "backend", "domain", "step", "updates")

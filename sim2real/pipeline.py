@@ -45,6 +45,8 @@ class DemoConfig:
 
     Args:
         task: the configs/task/ group (`task=pick_cube`, `task.episode_length=60`).
+        arm: the configs/arm/ group (`arm=so100`): the arm in every phase, simulated and over
+            ROS 2 (tasks.layout.ARM_SETUPS says which tasks each arm has).
         source_backend: the pretraining simulator ("maniskill" or "mujoco"); the arm behind
             ROS 2 is always the MuJoCo one (robot_bridge/sim_robot.py).
         target_domain: the simulated "real" arm's world: the configs/domain/ group placed here
@@ -62,6 +64,7 @@ class DemoConfig:
     """
 
     task: Any = None
+    arm: Any = "panda"
     source_backend: str = "maniskill"
     target_domain: Any = None
     model: Any = None
@@ -76,6 +79,11 @@ class DemoConfig:
     pretrain: list[str] = field(default_factory=list)
     finetune: list[str] = field(default_factory=list)
     out_dir: str = ""
+
+    def __post_init__(self) -> None:
+        from sim2real.robot.description import arm_name
+
+        self.arm = arm_name(self.arm)  # the arm/ group's node -> its name
 
 
 ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
@@ -106,10 +114,17 @@ class Pipeline:
     def __init__(self, cfg: DemoConfig, out: Path, say: Callable[[str], None] = print) -> None:
         from sim2real.config import ModelConfig, to_dataclass
         from sim2real.finetune_config import resolve_domain
+        from sim2real.robot.description import arm_name
+        from tasks.layout import arm_setup
         from tasks.spec import TaskConfig
 
         self.cfg, self.out, self.say = cfg, out, say
-        self.task = to_dataclass(cfg.task if cfg.task is not None else {}, TaskConfig)
+        self.arm = arm_name(cfg.arm)  # cfg may be a DictConfig (tests compose without the dataclass)
+        task = asdict(cfg.task) if isinstance(cfg.task, TaskConfig) else dict(cfg.task or {})
+        if task.get("arm", self.arm) not in (self.arm, TaskConfig.arm):
+            raise ValueError(f"task.arm={task['arm']!r} and arm={self.arm!r} differ: set arm= only")
+        self.task = to_dataclass({**task, "arm": self.arm}, TaskConfig)
+        arm_setup(self.arm, self.task.name)  # a task without a scene for this arm stops here, not in phase 3
         self.model = to_dataclass(cfg.model if cfg.model is not None else {}, ModelConfig)
         out.mkdir(parents=True, exist_ok=True)
         self.phases = Phases(out / "phases.json")
@@ -197,8 +212,8 @@ class Pipeline:
         # Every field spelled out over the nominal preset: the arm gets exactly self.target.
         params = {f"domain.{k}": v for k, v in {"name": self.target.name, **self.target.values()}.items()}
         robot = RobotConfig(kind="sim", domain="source", params=params)
-        return DeployConfig(robot=robot, transport=self.cfg.transport, planner=load_preset("planner", "policy",
-                                                                                          PlannerConfig), **kwargs)
+        return DeployConfig(arm=self.arm, robot=robot, transport=self.cfg.transport,
+                            planner=load_preset("planner", "policy", PlannerConfig), **kwargs)
 
     def record(self) -> dict[str, Any]:
         from robot_bridge.deploy import run_deploy
@@ -224,15 +239,20 @@ class Pipeline:
 
         return [str(self.bags / e.bag) for e in read_index(self.bags) if e.success]
 
-    def finetune_phase(self) -> dict[str, Any]:
-        from sim2real.checkpoint import load_checkpoint
+    def _bag_dataset(self) -> Any:
+        """How the recorded bags are read: configs/dataset/ros2_sim_<arm>.yaml."""
         from sim2real.config import load_preset
         from sim2real.data import DatasetConfig
+
+        return load_preset("dataset", f"ros2_sim_{self.arm}", DatasetConfig)
+
+    def finetune_phase(self) -> dict[str, Any]:
+        from sim2real.checkpoint import load_checkpoint
         from sim2real.stages import finetune_settings, run_finetune
 
         c = self.cfg
         run_cfg = finetune_settings(c.finetune, checkpoint=str(self.pretrained), demos=self._demo_bags(),
-                                    dataset=load_preset("dataset", "ros2_sim_panda", DatasetConfig),
+                                    dataset=self._bag_dataset(),
                                     steps=c.finetune_steps, seed=c.seed, out_dir=str(self.out / "finetune"),
                                     eval_backend="")
         run = run_finetune(run_cfg, self.say)
@@ -244,14 +264,14 @@ class Pipeline:
         import tasks
         from sim2real.bc import BCConfig
         from sim2real.config import PlannerConfig, load_preset
-        from sim2real.data import DatasetConfig, read_episodes
+        from sim2real.data import read_episodes
         from sim2real.inference import load_policy
         from sim2real.stages import count_successes, train_bc_baseline
 
         planner = load_preset("planner", "policy", PlannerConfig)
         zero_shot = load_policy(self.pretrained, planner)
         contract = zero_shot.contract
-        dataset = load_preset("dataset", "ros2_sim_panda", DatasetConfig)
+        dataset = self._bag_dataset()
         demos = [e for bag in self._demo_bags() for e in read_episodes(bag, dataset.format, dataset, contract=contract)[1]]
         _, sim = read_episodes(self.source_demos, contract=contract)
         bc = BCConfig(seed=self.cfg.seed)

@@ -113,7 +113,7 @@ def pretrain_output_bytes(cfg: Any) -> tuple[int, str]:
     from tasks.spec import task_contract, task_spec
 
     task = cfg.task
-    contract = task_contract(task.name, task.obs_mode, task.control_mode, task.image_size)
+    contract = task_contract(task.name, task.obs_mode, task.mode, task.image_size, task.arm)
     objective_cfg = to_dataclass(cfg.objective, CONFIGS[cfg.objective.name])
     if hasattr(objective_cfg, "target_seed"):
         # An unset seed is drawn with .item(), which meta tensors refuse; it changes no size.

@@ -266,7 +266,7 @@ def pretrain(cfg: PretrainConfig, on_eval: Callable[[EvalResult], None] | None =
     scripted = None  # the scripted expert that starts curriculum episodes
     if cfg.curriculum.enabled:
         from tasks.experts import make_expert
-        scripted = make_expert(task_cfg.name, env.num_envs, control_mode=task_cfg.control_mode)
+        scripted = make_expert(task_cfg.name, env.num_envs, control_mode=task_cfg.mode, arm=task_cfg.arm)
 
     step = updates = 0
     history: list[EvalResult] = []

@@ -33,7 +33,7 @@ def make_env(task: str | TaskConfig, backend: str = "maniskill", num_envs: int =
         kwargs: passed to the backend (e.g. control_mode, episode_length, arm, sim_backend).
     """
     if isinstance(task, TaskConfig):
-        kwargs = {"control_mode": task.control_mode, "image_size": task.image_size,
+        kwargs = {"control_mode": task.mode, "image_size": task.image_size,
                   "episode_length": task.episode_length, "arm": task.arm, **kwargs}
         obs_mode = obs_mode or task.obs_mode
         task = task.name

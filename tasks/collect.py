@@ -103,7 +103,7 @@ def collect_demos(cfg: CollectConfig) -> CollectResult:
     env = tasks.make_env(cfg.task, backend=cfg.backend, num_envs=cfg.num_envs, domain=cfg.domain)
     try:
         expert = make_expert(cfg.task.name, env.num_envs, noise_std=cfg.expert_noise_std,
-                             control_mode=env.control_mode,
+                             control_mode=env.control_mode, arm=env.arm,
                              generator=torch.Generator().manual_seed(cfg.seed))
         metadata = DatasetMetadata(
             task=cfg.task.name, backend=cfg.backend, contract=env.contract, domain=cfg.domain.name,

@@ -27,8 +27,8 @@ import torch
 
 from sim2real.contract import Contract
 from tasks.domain import ActionDelay, DomainParams
-from tasks.layout import ARM_SETUPS
 from tasks.spec import CONTROL_MODES, TaskSpec, task_contract, task_spec
+from tasks.spec import episode_length as default_episode_length
 
 Obs = dict[str, torch.Tensor]
 
@@ -70,7 +70,7 @@ class TaskEnv(abc.ABC):
         self.image_size = image_size
         self.arm = arm
         self.contract: Contract = task_contract(task, obs_mode, control_mode, image_size, arm)
-        self.episode_length = episode_length or self._arm_episode_length() or self.spec.episode_length
+        self.episode_length = episode_length or default_episode_length(task, arm)
         self.terminate_on_success = terminate_on_success
         self.device = torch.device(device)
         self.action_dim = self.contract.action_dim
@@ -87,11 +87,6 @@ class TaskEnv(abc.ABC):
         self._obs_std = torch.zeros(num_envs, 1, device=self.device)
         self._act_std = torch.zeros(num_envs, 1, device=self.device)
         self._sync_tensor_shifts(torch.ones(num_envs, dtype=torch.bool, device=self.device))
-
-    def _arm_episode_length(self) -> int:
-        """The arm's own episode length for this task (a slow arm's is longer), 0 if it has none."""
-        setup = ARM_SETUPS.get(self.arm)
-        return setup.episode_length if setup is not None else 0
 
     # ---- the interface -------------------------------------------------------------------
     def hold_action(self) -> torch.Tensor:

@@ -110,6 +110,9 @@ class ArmSetup:
         episode_length: control steps per episode on this arm; 0: the task's own.
         expert_approach_height, expert_approach_tolerance: how high above an object the scripted
             experts line the TCP up, and how closely before they descend.
+        workspace_lo, workspace_hi: the box the TCP must stay in, in the arm's base frame, for
+            the ROS 2 safety filter driving this scene's simulated arm; None: the filter's own
+            default (the Panda's cell, robot_bridge/safety.py).
     """
 
     arm: str
@@ -129,6 +132,8 @@ class ArmSetup:
     episode_length: int = 0
     expert_approach_height: float = 0.08
     expert_approach_tolerance: float = 0.015
+    workspace_lo: tuple[float, float, float] | None = None
+    workspace_hi: tuple[float, float, float] | None = None
 
 
 ARM_SETUPS = {
@@ -141,15 +146,20 @@ ARM_SETUPS = {
     # the cameras are moved with it (the same views of the same workspace).
     # ManiSkill drives the jaw like the Panda's fingers (kp 1e3, force limit 100), which on a revolute
     # jaw squeezes a 25 mm cube with over 1 kN; MuJoCo's soft contacts then pop it out of the grasp.
-    # The jaw's STS3215 servo stalls at about 3 N m (30 kg cm at 12 V), the limit used here.
+    # At 3 N m (the STS3215 servo's stall torque) the cube slid down the jaw and the scripted pick
+    # ended holding it in 12 of 24 episodes; at 10 N m in 24 of 24 (MuJoCo, 150 steps).
     # The SO-100 moves at most 0.05 rad per step and, its joint targets re-based on where the joints
-    # stand, about 40 % of that: the scripted pick needs 60-90 steps, so episodes last 100 (5 s).
+    # stand, about 40 % of that: the scripted pick first succeeds after 41-139 steps (24 episodes),
+    # so episodes last 150 (7.5 s).
     "so100": ArmSetup("so100", ("pick_cube",), (0.0, 0.265, 0.0), (0.0, 0.0, 0.0, math.pi / 2, math.pi / 2),
                       cube_half_size=0.0125, cube_spawn_half_range=0.05, pick_goal_thresh=0.0125 * 1.25,
                       pick_max_goal_height=0.08, camera_eye=(0.0, -0.19, 0.4), camera_target=(0.0, 0.1, -0.25),
                       render_eye=(0.3, -0.36, 0.4), render_target=(0.0, 0.0, 0.1), gripper_step=0.2,
-                      gripper_force_limit=3.0, episode_length=100,
-                      expert_approach_height=0.03, expert_approach_tolerance=0.004),
+                      gripper_force_limit=10.0, episode_length=150,
+                      expert_approach_height=0.03, expert_approach_tolerance=0.004,
+                      # Spawns (x1.5 for wide domains) and goals, 26.5 cm in front of the base (-y);
+                      # the TCP (1 cm above the jaw's tip) 1 cm above the table.
+                      workspace_lo=(-0.15, -0.40, 0.01), workspace_hi=(0.15, -0.10, 0.25)),
 }
 
 

@@ -110,6 +110,13 @@ def task_spec(name: str) -> TaskSpec:
     return SPECS[name]
 
 
+def episode_length(task: str, arm: str = "panda") -> int:
+    """Control steps per episode of `task` on `arm`: the arm's own length (a slow arm's is longer,
+    tasks.layout.ArmSetup.episode_length), else the task's."""
+    setup = layout.ARM_SETUPS.get(arm)
+    return (setup.episode_length if setup is not None else 0) or task_spec(task).episode_length
+
+
 def task_contract(task: str, obs_mode: str = "state", control_mode: str = "pd_ee_delta_pos",
                   image_size: int = 64, arm: str = "panda") -> Contract:
     """The observation/action contract of `task` on `arm`, the same on every backend.
@@ -151,7 +158,8 @@ class TaskConfig:
         obs_mode: "state" or "rgb".
         control_mode: "pd_ee_delta_pos" (end-effector delta position + gripper) or
             "pd_joint_delta_pos" (one delta per arm joint + gripper; the only mode of an arm
-            without end-effector control, such as the SO-100).
+            without end-effector control, such as the SO-100); "" (the default): the arm's first
+            mode in its description (the Panda's: pd_ee_delta_pos).
         image_size: camera image side in pixels for obs_mode=rgb.
         episode_length: control steps per episode; 0 takes the task's default.
         arm: the robot (configs/arm/<arm>.yaml) whose scene, joints and actions the task uses;
@@ -160,10 +168,15 @@ class TaskConfig:
 
     name: str = "push_cube"
     obs_mode: str = "state"
-    control_mode: str = "pd_ee_delta_pos"
+    control_mode: str = ""
     image_size: int = 64
     episode_length: int = 0
     arm: str = "panda"
+
+    @property
+    def mode(self) -> str:
+        """The control mode in use: control_mode, or the arm's first one when it is ""."""
+        return self.control_mode or arm_shape(self.arm).modes[0]
 
 
 ConfigStore.instance().store(group="task", name="schema", node=TaskConfig)

@@ -14,7 +14,6 @@ from sim2real.robot.arm_model import ( # noqa: E402
 )
 from sim2real.robot.rotations import quat_to_matrix  # noqa: E402
 from tasks import layout  # noqa: E402
-from sim2real.robot.arm_model import ActionScales  # noqa: E402
 
 gripper_target = ActionScales().gripper_target
 

@@ -17,9 +17,9 @@ from sim2real.ros.images import decode_image  # noqa: E402
 from robot_bridge.sim_robot import sim_robot_params  # noqa: E402
 from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams  # noqa: E402
 from sim2real.robot.arm_model import ActionScales  # noqa: E402
+from tasks.mujoco.joint_drive import step_joint_targets  # noqa: E402
 
 gripper_target = ActionScales().gripper_target
-from tasks.mujoco.joint_drive import step_joint_targets  # noqa: E402
 
 
 def test_joint_targets_drive_like_the_task_controller() -> None:

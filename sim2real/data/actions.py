@@ -3,10 +3,11 @@
 The policy node turns an action into joint targets (sim2real.robot.arm_model):
 `pd_joint_delta_pos` targets q + scale x a, `pd_ee_delta_pos` moves the TCP by scale x a[:3]
 (through IK) and both drive the fingers linearly from `finger_closed` (-1) to `finger_open`
-(+1). Logs of real demos hold the targets; inverting that mapping against the observed joint
+(+1), the arm description's gripper.closed and gripper.open (ActionScales.for_arm; the scales
+default to the Panda's). Logs of real demos hold the targets; inverting that mapping against the observed joint
 positions gives back the action a policy with this contract would have sent:
 
-    pd_joint_delta_pos: a[:7] = (target - q) / joint_delta_pos
+    pd_joint_delta_pos: a[:n] = (target - q) / joint_delta_pos       (n arm joints)
     pd_ee_delta_pos:    a[:3] = (FK(target) - FK(q)) / ee_delta_pos    (TCP positions)
     gripper:            a[-1] = 2 (finger - finger_closed) / (finger_open - finger_closed) - 1
                         ("linear"), or binary (`binary_gripper_actions`, the default for logs)
@@ -25,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim2real.robot.arm_model import ActionScales, RobotModel
+from sim2real.robot.kinematics import KinematicChain
 from sim2real.data.episode import DatasetError
 
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")
@@ -59,15 +61,15 @@ def binary_gripper_actions(fingers: np.ndarray, before: float, lower: float, upp
 
 
 def targets_to_actions(control_mode: str, qpos: np.ndarray, arm_targets: np.ndarray, finger_targets: np.ndarray,
-                       model: RobotModel | None = None, scales: ActionScales = ActionScales()) -> np.ndarray:
+                       model: KinematicChain | None = None, scales: ActionScales = ActionScales()) -> np.ndarray:
     """Unclipped task actions [T, A] from arm targets [T, n] and finger targets [T] at joint positions
-    qpos [T, >=n] (n arm joints: the Panda's 7).
+    qpos [T, >=n] (n arm joints: the Panda's 7, the SO-100's 5).
 
     Args:
         control_mode: "pd_ee_delta_pos" or "pd_joint_delta_pos".
         qpos: the observed joint positions each action was taken from (arm first).
         model: the arm's kinematics (pd_ee_delta_pos only; default the Panda's URDF).
-        scales: the action scales (default: the tasks' values).
+        scales: the arm's action scales (default: the Panda's; ActionScales.for_arm for another arm).
     """
     qpos = np.asarray(qpos, dtype=np.float64)
     arm_targets = np.asarray(arm_targets, dtype=np.float64)

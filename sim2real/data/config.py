@@ -3,7 +3,8 @@
 `DatasetConfig` names the format, the task whose contract the episodes must have, and one
 section of options per format. The presets in `configs/dataset/` fill them in for a setup
 (`ros2_panda.yaml`: the topics of a Panda under ros2_control, as scripts/record_demos.py
-records them; `lerobot_panda.yaml`, `maniskill.yaml`, `robomimic_lift.yaml`, `sim2real.yaml`).
+records them; `lerobot_panda.yaml`, `lerobot_so100.yaml`, `maniskill.yaml`, `robomimic_lift.yaml`,
+`sim2real.yaml`).
 
 Formats that store arrays (LeRobot columns, ManiSkill and robomimic HDF5 datasets) map them
 to features with `Part`s: each feature is the concatenation of its parts, each part a slice
@@ -165,8 +166,23 @@ class LeRobotOptions(_KeyMap):
             concatenated in contract order, and rgb comes from the only camera.
         action: parts of the action (keys are columns).
         action_kind: "task" (already the contract's normalised actions; the dataset's fps must
-            equal the control frequency) or "joint_targets" (absolute joint targets, 7 arm + 1
-            or 2 fingers, converted to the control mode against the observed qpos).
+            equal the control frequency) or "joint_targets" (absolute joint targets: the arm's
+            joints in its description's order, then one target per gripper joint or one for
+            all, e.g. 7 + 1 or 2 for the Panda, 5 + 1 for the SO-100; converted to the control
+            mode against the observed qpos with the arm's action scales and gripper mapping).
+        joint_units: "radians" or "degrees" (LeRobot's SO-100 sets): the unit of the arm joints
+            in qpos, qvel (per second) and joint targets, converted to radians.
+        gripper_units: "joint" (a revolute jaw in `joint_units`, prismatic fingers in metres) or
+            "percent" (0-100, newer LeRobot sets: 0 is the description's gripper.closed, 100
+            its gripper.open).
+        joint_signs / joint_offsets: calibration, one value per qpos joint (arm then gripper):
+            position = sign x value (in the description's units) + offset (radians, or metres
+            for prismatic fingers). A LeRobot calibration's zero and directions need not be the
+            URDF's; []: +1 and 0 for every joint.
+        derive: features computed from qpos instead of read: "tcp_pose" (forward kinematics of
+            the arm's description, in the task frame of tasks.layout's ArmSetup) and "qvel"
+            (central differences over the dataset's frames). LeRobot's SO-100 sets store joint
+            positions only.
         success_key: a boolean column meaning "solved after this frame's action" (e.g.
             next.success); "": the final observation counts as solved when `assume_success`.
         assume_success: whether demos without a success column ended solved.
@@ -185,6 +201,11 @@ class LeRobotOptions(_KeyMap):
     max_gap_periods: float = 3.0
     timestamp_tolerance_s: float = 1e-4
     episodes: list[int] = field(default_factory=list)
+    joint_units: str = "radians"
+    gripper_units: str = "joint"
+    joint_signs: list[float] = field(default_factory=list)
+    joint_offsets: list[float] = field(default_factory=list)
+    derive: list[str] = field(default_factory=list)
 
 
 def _maniskill_features() -> dict[str, list[Part]]:
@@ -241,6 +262,9 @@ class DatasetConfig:
         task: the task whose contract (tasks.spec.task_contract) the episodes have; "" takes
             it from the source where it records one (our HDF5; bags from bag_recorder).
         obs_mode / control_mode / image_size: the rest of that contract.
+        arm: the arm description (configs/arm/<arm>.yaml) the data belongs to: it sets the
+            contract's joint counts and control modes, and readers convert joint targets with
+            its joints, action scales and gripper mapping.
         backend / domain: stored as the dataset's metadata ("" for a format's default:
             "real" for rosbag2 and LeRobot, the simulator for ManiSkill and robomimic).
         robot: the arm the recording was made on, stored likewise; "" is the contract's arm, and
@@ -252,6 +276,7 @@ class DatasetConfig:
     obs_mode: str = "state"
     control_mode: str = "pd_ee_delta_pos"
     image_size: int = 64
+    arm: str = "panda"
     backend: str = ""
     domain: str = ""
     robot: str = ""

@@ -11,7 +11,7 @@ maniskill_h5.py), `robomimic` (robomimic .hdf5, robomimic.py). Readers of format
 ours are imported when used, so their dependencies (rosbags, pyarrow, PyAV) are needed only then.
 
 The episodes' contract is the task's (`task_contract(task, obs_mode, control_mode,
-image_size)` from the config), or where the config names no task, the one the source records
+image_size, arm)` from the config), or where the config names no task, the one the source records
 (our HDF5; bags written by bag_recorder). A `contract` argument (a checkpoint's) must agree with
 it: a mismatch raises DatasetError listing every difference.
 """
@@ -116,7 +116,7 @@ def _task_contract(config: DatasetConfig) -> Contract:
     from tasks.spec import task_contract
 
     try:
-        return task_contract(config.task, config.obs_mode, config.control_mode, config.image_size)
+        return task_contract(config.task, config.obs_mode, config.control_mode, config.image_size, arm=config.arm)
     except ValueError as err:
         raise DatasetError(f"dataset config: {err}") from err
 
@@ -167,7 +167,7 @@ def read_episodes(path: str | os.PathLike, format: str = "auto", config: Dataset
         contract: the contract the episodes must have (e.g. a checkpoint's); checked against the
             task's and, for our HDF5, the file's.
         model: the arm's kinematics for action conversion (sim2real.robot.arm_model.RobotModel;
-            default the Panda's URDF).
+            default: the Panda's URDF for rosbag2, the contract arm's description for LeRobot).
         options: DatasetConfig fields (task="pick_cube", obs_mode="rgb", ...), or options of the
             format's section (camera_topic="/camera/image_raw", episodes="marker", ...).
 
@@ -242,6 +242,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="source format (default: detect)")
     parser.add_argument("--dataset", default=None, help="preset of configs/dataset/ or a YAML file")
     parser.add_argument("--task", default=None, help="task whose contract the episodes get, e.g. pick_cube")
+    parser.add_argument("--arm", default=None, help="arm description the data belongs to (configs/arm/), e.g. so100")
     parser.add_argument("--obs-mode", default=None, choices=("state", "rgb"))
     parser.add_argument("--control-mode", default=None, choices=("pd_ee_delta_pos", "pd_joint_delta_pos"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -251,7 +252,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> DatasetConfig:
     """The DatasetConfig that `add_source_arguments`' options describe."""
     overrides = list(args.overrides)
-    for value, key in ((args.task, "task"), (args.obs_mode, "obs_mode"), (args.control_mode, "control_mode")):
+    for value, key in ((args.task, "task"), (args.arm, "arm"), (args.obs_mode, "obs_mode"),
+                       (args.control_mode, "control_mode")):
         if value is not None:
             overrides.append(f"{key}={value}")
     return dataset_config(args.dataset, overrides)

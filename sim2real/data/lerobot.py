@@ -22,6 +22,11 @@ sampled on the control grid by zero-order hold (sim2real/data/resample.py). Delt
 cannot be resampled (a 30 fps delta is not a 20 Hz delta): such datasets must store absolute
 joint targets (`action_kind: joint_targets`), which are converted to the control mode against
 the sampled joint positions, as the rosbag reader converts commands.
+
+Joint values belong to the contract's arm (configs/arm/<arm>.yaml): its joint count, action
+scales and gripper mapping convert the targets, and sim2real/data/joint_units.py turns a
+dataset's units and calibration (LeRobot's SO-100 sets: degrees) into the description's and
+derives the features such sets lack (tcp_pose by forward kinematics, qvel by differences).
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,12 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sim2real.robot.arm_model import RobotModel
+from sim2real.robot.kinematics import KinematicChain
 from sim2real.contract import Contract
 from sim2real.data.actions import clip_actions, targets_to_actions
 from sim2real.data.config import ACTION_KINDS, LeRobotOptions, Part
 from sim2real.data.episode import DatasetError, Episode
-from sim2real.data.keymap import assemble, feature_parts, image_frames
+from sim2real.data.joint_units import DatasetArm, check_derive, joint_targets
+from sim2real.data.keymap import assemble, feature_parts, image_frames, part_label
 from sim2real.data.resample import NS, grid, hold_indices, period_ns, to_ns
 
 INFO = Path("meta") / "info.json"
@@ -165,11 +170,13 @@ class LeRobotDataset:
         return path, rows
 
 
-def default_features(contract: Contract, dataset: LeRobotDataset) -> dict[str, list[Part]]:
-    """observation.state = the contract's state features in order; rgb = the only camera."""
+def default_features(contract: Contract, dataset: LeRobotDataset, derived: list[str]) -> dict[str, list[Part]]:
+    """observation.state = the contract's state features in order, less the derived ones; rgb = the only camera."""
     features: dict[str, list[Part]] = {}
     offset = 0
     for name, feature in contract.features.items():
+        if name in derived:
+            continue
         if feature.kind == "rgb":
             cameras = dataset.camera_keys
             if len(cameras) != 1:
@@ -235,17 +242,23 @@ def decode_images(column: Any, path: Path, shape: tuple[int, int, int], crop: li
 
 
 def read_lerobot(root: str | os.PathLike, contract: Contract, options: LeRobotOptions,
-                 model: RobotModel | None = None) -> tuple[list[Episode], dict[str, Any]]:
-    """Every (selected) episode of a LeRobotDataset v3 directory, and a summary for the metadata."""
+                 model: KinematicChain | None = None) -> tuple[list[Episode], dict[str, Any]]:
+    """Every (selected) episode of a LeRobotDataset v3 directory, and a summary for the metadata.
+
+    `model`: the arm's kinematics for pd_ee_delta_pos actions (default: the contract arm's description).
+    """
     if options.action_kind not in ACTION_KINDS:
         raise DatasetError(f"lerobot option action_kind={options.action_kind!r}: expected one of {ACTION_KINDS}")
+    check_derive(options.derive, contract, "lerobot")
+    arm = DatasetArm.build(contract.arm, options.joint_units, options.gripper_units, options.joint_signs,
+                           options.joint_offsets, model, "lerobot")
     dataset = LeRobotDataset(root)
     period = period_ns(contract.control_freq)
     if options.action_kind == "task" and not math.isclose(dataset.fps, contract.control_freq, rel_tol=1e-6):
         raise DatasetError(f"{dataset.root / INFO}: fps {dataset.fps:g} differs from the control frequency "
                            f"{contract.control_freq:g} Hz and action_kind is 'task': delta actions cannot be "
                            f"resampled; store absolute joint targets and set action_kind: joint_targets")
-    features = dict(options.features) or default_features(contract, dataset)
+    features = dict(options.features) or default_features(contract, dataset, list(options.derive))
     rows = dataset.episodes
     if options.episodes:
         known = {r["episode_index"] for r in rows}
@@ -253,7 +266,7 @@ def read_lerobot(root: str | os.PathLike, contract: Contract, options: LeRobotOp
         if missing:
             raise DatasetError(f"{dataset.root}: episodes {missing} are not in meta/episodes")
         rows = [r for r in rows if r["episode_index"] in set(options.episodes)]
-    episodes = [_episode(dataset, row, contract, features, options, period, model) for row in rows]
+    episodes = [_episode(dataset, row, contract, features, options, period, arm) for row in rows]
     clipped = sum(e.meta["clipped_actions"] for e in episodes)
     values = sum(e.length for e in episodes) * contract.action_dim
     return episodes, {"codebase_version": dataset.info.get("codebase_version"), "fps": dataset.fps,
@@ -262,7 +275,7 @@ def read_lerobot(root: str | os.PathLike, contract: Contract, options: LeRobotOp
 
 
 def _episode(dataset: LeRobotDataset, row: dict[str, Any], contract: Contract, features: dict[str, list[Part]],
-             options: LeRobotOptions, period: int, model: RobotModel | None) -> Episode:
+             options: LeRobotOptions, period: int, arm: DatasetArm) -> Episode:
     path, table = dataset.frames(row)
     index = int(row["episode_index"])
     where = f"episode {index}"
@@ -299,15 +312,25 @@ def _episode(dataset: LeRobotDataset, row: dict[str, Any], contract: Contract, f
             raise DatasetError(f"{path}: {where}: {name} is NaN/inf at t={ts[k] / NS:.3f} s (frame {k})")
         return values
 
+    # Per-frame state features in the description's units; the derived ones need qpos first.
+    values: dict[str, np.ndarray] = {}
+    for name, feature in contract.features.items():
+        if feature.kind == "rgb" or name in options.derive:
+            continue
+        parts = feature_parts(features, name, "lerobot", str(dataset.root))
+        raw = checked(name, assemble(name, parts, get, n, feature.size, f"{path}: {where}"))
+        values[name] = (arm.joint_map.positions(raw) if name == "qpos" else
+                        arm.joint_map.velocities(raw) if name == "qvel" else raw)
+    for name in options.derive:
+        values[name] = arm.derive(name, values["qpos"], ts / NS, f"{path}: {where}")
     obs: dict[str, torch.Tensor] = {}
     for name, feature in contract.features.items():
-        parts = feature_parts(features, name, "lerobot", str(dataset.root))
         if feature.kind == "rgb":
+            parts = feature_parts(features, name, "lerobot", str(dataset.root))
             obs[name] = torch.from_numpy(_camera(dataset, row, table, path, parts, idx, ts[idx],
                                                  feature.shape, options, where))
         else:
-            values = checked(name, assemble(name, parts, get, n, feature.size, f"{path}: {where}"))
-            obs[name] = torch.from_numpy(values[idx].astype(np.float32).reshape(len(idx), *feature.shape))
+            obs[name] = torch.from_numpy(values[name][idx].astype(np.float32).reshape(len(idx), *feature.shape))
 
     act_idx = idx[:-1]
     if options.action_kind == "task":
@@ -316,9 +339,14 @@ def _episode(dataset: LeRobotDataset, row: dict[str, Any], contract: Contract, f
     else:
         if "qpos" not in obs:
             raise DatasetError(f"{path}: action_kind joint_targets needs qpos in the contract")
-        targets = checked("action", _targets(options.action, get, n, f"{path}: {where}"))[act_idx]
-        raw = targets_to_actions(contract.control_mode, obs["qpos"][:-1].double().numpy(), targets[:, :7],
-                                 targets[:, 7:].mean(axis=1), model)
+        stored = checked("action", assemble("action", options.action, get, n, None, f"{path}: {where}"))
+        names = dataset.features.get(options.action[0].key, {}).get("names") if options.action else None
+        source = " + ".join(part_label(p) for p in options.action)
+        targets = joint_targets(stored, arm.joints, arm.joint_map, f"{path}: {where}", source, names)[act_idx]
+        dof = arm.joints.dof
+        model = arm.chain() if contract.control_mode == "pd_ee_delta_pos" else None
+        raw = targets_to_actions(contract.control_mode, obs["qpos"][:-1].double().numpy(), targets[:, :dof],
+                                 targets[:, dof:].mean(axis=1), model, arm.joints.scales)
     actions, clipped = clip_actions(raw)
     success = np.zeros(len(idx), dtype=bool)
     if options.success_key:
@@ -332,15 +360,6 @@ def _episode(dataset: LeRobotDataset, row: dict[str, Any], contract: Contract, f
     if tasks:
         meta["instruction"] = list(tasks) if isinstance(tasks, (list, tuple)) else str(tasks)
     return Episode(obs=obs, actions=torch.from_numpy(actions), success=torch.from_numpy(success), meta=meta)
-
-
-def _targets(parts: list[Part], get: Callable[[str], np.ndarray], n: int, where: str) -> np.ndarray:
-    """Joint targets: 7 arm joints then one or two finger targets."""
-    targets = assemble("action", parts, get, n, None, where)
-    if targets.shape[1] not in (8, 9):
-        raise DatasetError(f"{where}: action_kind joint_targets expects 8 or 9 values per frame (7 arm joints, then "
-                           f"1 or 2 finger targets), the action parts give {targets.shape[1]}")
-    return targets
 
 
 def _camera(dataset: LeRobotDataset, row: dict[str, Any], table: Any, path: Path, parts: list[Part],

@@ -51,8 +51,9 @@ import numpy as np
 import torch
 
 from sim2real.ros import messages as m
-from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES, RobotModel
-from sim2real.ros.observation import JOINT_NAMES, Frames, ObservationAssembler
+from sim2real.robot.description import load_arm
+from sim2real.robot.kinematics import KinematicChain
+from sim2real.ros.observation import Frames, ObservationAssembler
 from sim2real.contract import Contract, ContractMismatch
 from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
 from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag, \
@@ -116,17 +117,23 @@ class RosbagReader:
         contract: the features and control mode the episodes get.
         options: topics, frames and alignment settings.
         task: the expected task; an episode whose metadata names another is refused ("" accepts any).
-        model: the arm's kinematics (default: RobotModel.from_urdf(options.urdf)).
+        model: the arm's kinematics (default: the chain of the contract's arm description, or of
+            options.urdf when set).
 
     Raises:
         DatasetError: the contract asks for a feature these options cannot give.
     """
 
     def __init__(self, contract: Contract, options: RosbagOptions, task: str = "",
-                 model: RobotModel | None = None) -> None:
+                 model: KinematicChain | None = None) -> None:
         _check_options(options)
         self.contract, self.options, self.task = contract, options, task
-        self.model = model or RobotModel.from_urdf(options.urdf or None)
+        arm = load_arm(contract.arm)
+        self.model = model or (KinematicChain.from_urdf(options.urdf, arm.base_link, arm.tcp_link,
+                                                        arm.gripper.joint_names) if options.urdf else arm.chain)
+        # The joints every joint state and command are read against: the arm's, then its gripper's.
+        self.arm_joints = tuple(self.model.joint_names)
+        self.joint_names = self.arm_joints + tuple(self.model.gripper_limits)
         self.period = period_ns(contract.control_freq)
         self.max_gap = round(options.max_gap_periods * self.period)
         self.roles = _roles(options, contract)
@@ -148,10 +155,10 @@ class RosbagReader:
         except (ContractMismatch, ValueError) as exc:
             raise DatasetError(f"rosbag options cannot give this contract: {exc}") from exc
         self.fixed_goal = self.assembler.inputs["goal_pos"].value if "goal_pos" in self.assembler.inputs else None
-        names = list(options.command_joints) or list(JOINT_NAMES)
-        if len(set(names)) != len(names) or any(n not in JOINT_NAMES for n in names):
+        names = list(options.command_joints) or list(self.joint_names)
+        if len(set(names)) != len(names) or any(n not in self.joint_names for n in names):
             raise DatasetError(f"rosbag option command_joints={names}: expected distinct names among "
-                               f"{list(JOINT_NAMES)}")
+                               f"{list(self.joint_names)}")
         self.command_joints = names
 
     def read(self, path: str | os.PathLike) -> tuple[list[Episode], dict[str, Any]]:
@@ -275,7 +282,7 @@ class RosbagReader:
             if "tcp" in self.roles:
                 values["tcp_pose"] = self._held_values(bag, "tcp", obs_t, "obj_pose")
             else:
-                arm = len(ARM_JOINT_NAMES)
+                arm = len(self.arm_joints)
                 fk = {i: self.assembler.tcp_pose(readings[i].position[:arm]) for i in set(idx.tolist())}
                 values["tcp_pose"] = np.stack([fk[i] for i in idx])
         if "obj_pose" in self.contract.features:
@@ -311,7 +318,7 @@ class RosbagReader:
         return np.stack([converted[i] for i in idx])
 
     def command_targets(self, bag: Bag, stream: Stream, i: int) -> np.ndarray:
-        """One command -> targets [9] in JOINT_NAMES order (NaN for joints it does not command)."""
+        """One command -> targets [joints] in joint_names order (NaN for joints it does not command)."""
         msg = stream.msgs[i]
         if stream.msgtype == m.JOINT_TRAJECTORY:
             names = list(msg.joint_names)
@@ -330,19 +337,19 @@ class RosbagReader:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise message_error(bag, stream, i, [f"command repeats joints {repeated}"])
-        unknown = [n for n in names if n not in JOINT_NAMES]
+        unknown = [n for n in names if n not in self.joint_names]
         if unknown and not self.options.ignore_unknown_joints:
             raise message_error(bag, stream, i, [f"command has unknown joints {unknown} (expected "
-                                                 f"{list(JOINT_NAMES)}; set ignore_unknown_joints to drop them)"])
-        missing = [n for n in ARM_JOINT_NAMES if n not in names]
+                                                 f"{list(self.joint_names)}; set ignore_unknown_joints to drop them)"])
+        missing = [n for n in self.arm_joints if n not in names]
         if missing:
             raise message_error(bag, stream, i, [f"command lacks arm joints {missing}"])
-        targets = np.full(len(JOINT_NAMES), np.nan)
+        targets = np.full(len(self.joint_names), np.nan)
         for name, value in zip(names, values):
-            if name in JOINT_NAMES:
+            if name in self.joint_names:
                 if not math.isfinite(value):
                     raise message_error(bag, stream, i, [f"command has NaN/inf for {name}"])
-                targets[JOINT_NAMES.index(name)] = value
+                targets[self.joint_names.index(name)] = value
         return targets
 
     def _actions(self, bag: Bag, act_t: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -351,12 +358,13 @@ class RosbagReader:
         idx, span = self._span(stream, act_t)
         targets = {i: self.command_targets(bag, stream, i) for i in span}
         chosen = np.stack([targets[i] for i in idx])
-        arm, fingers = chosen[:, :len(ARM_JOINT_NAMES)], chosen[:, len(ARM_JOINT_NAMES):]
-        measured = qpos[:, len(ARM_JOINT_NAMES):].mean(axis=1)
+        n = len(self.arm_joints)
+        arm, fingers = chosen[:, :n], chosen[:, n:]
+        measured = qpos[:, n:].mean(axis=1)
         if np.isnan(fingers).all(axis=1).any():
             if not self.options.gripper_from_state:
                 raise DatasetError(f"{bag.path}: topic {stream.topic}: commands carry no finger joint "
-                                   f"{list(FINGER_JOINT_NAMES)}; set gripper_from_state to take the gripper "
+                                   f"{list(self.joint_names[n:])}; set gripper_from_state to take the gripper "
                                    f"action from the measured fingers")
             finger = measured[1:]
         else:
@@ -368,7 +376,7 @@ class RosbagReader:
             # Before the first target the fingers were where they were measured, or where the command
             # before it sent them.
             before = float(measured[0]) if idx[0] <= 0 else float(np.nanmean(
-                self.command_targets(bag, stream, int(idx[0]) - 1)[len(ARM_JOINT_NAMES):]))
+                self.command_targets(bag, stream, int(idx[0]) - 1)[n:]))
             raw[:, -1] = binary_gripper_actions(finger, before, float(lower), float(upper))
         steps = np.diff(idx)
         counts = {"action_source": "commands", "held_commands": int(np.count_nonzero(steps == 0)),
@@ -421,7 +429,7 @@ def recorded_task(path: str | os.PathLike, options: RosbagOptions) -> tuple[str 
 
 
 def read_rosbag(path: str | os.PathLike, contract: Contract, options: RosbagOptions, task: str = "",
-                model: RobotModel | None = None) -> tuple[list[Episode], dict[str, Any]]:
+                model: KinematicChain | None = None) -> tuple[list[Episode], dict[str, Any]]:
     """Episodes of every bag under `path` (see RosbagReader) and a summary for the dataset's metadata."""
     episodes, summary = RosbagReader(contract, options, task, model).read(path)
     return episodes, {**summary, "options": asdict(options)}

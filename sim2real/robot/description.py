@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -176,6 +177,28 @@ def arm_config_path(name_or_path: str | Path) -> Path:
         known = sorted(p.stem for p in ARM_CONFIG_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"arm description {path} not found (arms in {ARM_CONFIG_DIR}: {', '.join(known)})")
     return path
+
+
+def arm_name(selection: str | Mapping[str, Any]) -> str:
+    """The arm a config selects: a name ("so100") or a YAML path as given, or the node the Hydra
+    group `arm/` composes for `arm=<name>` (configs/arm/<name>.yaml's content).
+
+    The composed node must equal its file: the description is read from the file by `load_arm`,
+    so an edit on the command line (`arm.control.rate_hz=10`) would be ignored, and is refused.
+    """
+    if isinstance(selection, (str, Path)):
+        return str(selection)
+    if not isinstance(selection, Mapping) or not isinstance(selection.get("name"), str):
+        raise ValueError(f"arm: expected an arm name (arm=so100) or the arm/ group's node with a name; got "
+                         f"{selection!r}")
+    name = str(selection["name"])
+    path = arm_config_path(name)
+    data = ArmYaml.read(path).data
+    if dict(selection) != data:
+        changed = sorted(k for k in set(selection) | set(data) if selection.get(k) != data.get(k))
+        raise ValueError(f"arm.{changed[0] if changed else 'name'}: differs from {path}; an arm is selected whole "
+                         f"(arm={name}): edit its file, or copy it to configs/arm/<new name>.yaml and select that")
+    return name
 
 
 def arm_urdf_path(name_or_path: str | Path) -> Path:

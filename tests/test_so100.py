@@ -1,0 +1,134 @@
+"""The SO-100 end to end below the learning: its MuJoCo scene, the joint-space expert, the arm
+selection in configs, the simulated arm node's joints and frames, and deploy's parameters for it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # chosen before mujoco's first import, as in test_mujoco_env
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import tasks  # noqa: E402
+from sim2real.robot.description import arm_name, load_arm  # noqa: E402
+from sim2real.robot.rotations import quat_to_matrix  # noqa: E402
+from tasks.experts import make_expert  # noqa: E402
+from tasks.layout import ARM_SETUPS, arm_setup  # noqa: E402
+from tasks.spec import TaskConfig, episode_length, task_contract  # noqa: E402
+
+SO100 = ARM_SETUPS["so100"]
+
+
+def test_contract_and_task_config_follow_the_arm() -> None:
+    contract = task_contract("pick_cube", "state", "pd_joint_delta_pos", arm="so100")
+    assert contract.arm == "so100" and contract.action_dim == 6
+    assert contract.features["qpos"].shape == (6,) and contract.features["qvel"].shape == (6,)
+    with pytest.raises(ValueError, match="not a mode of arm 'so100'"):
+        task_contract("pick_cube", "state", "pd_ee_delta_pos", arm="so100")
+    assert TaskConfig(name="pick_cube", arm="so100").mode == "pd_joint_delta_pos"
+    assert TaskConfig(name="pick_cube").mode == "pd_ee_delta_pos"
+    assert episode_length("pick_cube", "so100") == SO100.episode_length and episode_length("pick_cube") == 50
+    with pytest.raises(ValueError, match=r"task 'push_cube' is not built for arm 'so100' \(its tasks: pick_cube\)"):
+        arm_setup("so100", "push_cube")
+
+
+def test_arm_group_node_selects_its_file_and_refuses_edits() -> None:
+    import yaml
+
+    from sim2real.robot.description import arm_config_path
+
+    node = yaml.safe_load(arm_config_path("so100").read_text())
+    assert arm_name(node) == "so100" and arm_name("panda") == "panda"
+    node["control"] = {**node["control"], "rate_hz": 10.0}
+    with pytest.raises(ValueError, match="arm.control: differs from"):
+        arm_name(node)
+
+
+@pytest.fixture(scope="module")
+def env():
+    env = tasks.make_env(TaskConfig(name="pick_cube", arm="so100"), backend="mujoco", num_envs=6)
+    yield env
+    env.close()
+
+
+def test_mujoco_scene_places_the_so100_as_its_setup_says(env) -> None:
+    obs, _ = env.reset(seed=3)
+    assert obs["qpos"].shape == (6, 6) and env.episode_length == SO100.episode_length
+    # The TCP site is the description's TCP: FK of the arm joints in the base frame, shifted by the base.
+    arm = load_arm("so100")
+    state = env.privileged_obs()
+    for i in range(env.num_envs):
+        pos, quat = arm.fk(state["qpos"][i, :5].double().numpy())
+        assert np.allclose(state["tcp_pose"][i, :3].numpy(), pos + np.array(SO100.base_pos), atol=1e-5)
+        assert np.allclose(quat_to_matrix(state["tcp_pose"][i, 3:].double().numpy()), quat_to_matrix(quat),
+                           atol=1e-4)
+    cubes = state["obj_pose"].numpy()
+    assert np.all(np.abs(cubes[:, :2]) <= SO100.cube_spawn_half_range + 1e-9)
+    assert np.allclose(cubes[:, 2], SO100.cube_half_size, atol=1e-3)
+    goals = state["goal_pos"].numpy()
+    assert np.all(goals[:, 2] <= SO100.cube_half_size + SO100.pick_max_goal_height + 1e-9)
+
+
+def test_jaw_moves_at_most_its_step_towards_the_command(env) -> None:
+    env.reset(seed=0)
+    world = env.worlds[0]
+    jaw = world.data.qpos[world.index.finger_qpos].copy()
+    targets = world.gripper_targets(-1.0)  # close: from open (1.1) towards -1.1, 0.2 rad at most
+    assert np.allclose(targets, jaw - SO100.gripper_step)
+    assert np.allclose(world.gripper_targets(1.0), np.minimum(jaw + SO100.gripper_step, 1.1))
+
+
+def test_joint_space_expert_picks_the_cube_on_mujoco(env) -> None:
+    expert = make_expert("pick_cube", env.num_envs, control_mode="pd_joint_delta_pos", arm="so100")
+    env.reset(seed=0)
+    expert.reset()
+    done = torch.zeros(env.num_envs, dtype=torch.bool)
+    for _ in range(env.episode_length):
+        action = expert.act(env.privileged_obs())
+        assert action.shape == (env.num_envs, 6) and action.abs().max() <= 1.0
+        _, _, _, _, info = env.step(action)
+        done |= info["success"]
+    # 24 of 24 episodes (seed 0, 150 steps) when measured; 4 of 6 leaves room for noise.
+    assert int(done.sum()) >= 4
+
+
+def test_sim_robot_serves_so100_joints_in_its_base_frame() -> None:
+    from sim2real.ros import messages as m
+    from robot_bridge.sim_robot_core import SimRobotCore, SimRobotParams
+
+    core = SimRobotCore(SimRobotParams(task="pick_cube", arm="so100", seed=0, settle_s=0.05))
+    core.reset(2)
+    arm = load_arm("so100")
+    msg = core.joint_state_msg(0.0)
+    assert tuple(msg.name) == arm.joint_names + arm.gripper.joint_names
+    pose = core.object_pose_msg(0.0)
+    assert pose.header.frame_id == arm.base_link
+    cube = core.env.rules.obj_pose(core.world)[:3]
+    position = np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z])
+    assert np.allclose(position + np.array(SO100.base_pos), cube, atol=1e-9)
+    core.advance(0.1)  # settled: commands are taken
+    q0 = core.joint_state()[0]
+    target = np.r_[q0[:5] + 0.05, q0[5]]
+    assert core.on_trajectory(m.joint_trajectory(arm.joint_names + arm.gripper.joint_names, [target], [0.1])) == []
+    core.advance(1.0)
+    assert np.allclose(core.joint_state()[0][:5], target[:5], atol=5e-3)
+
+
+def test_deploy_parameters_for_the_simulated_so100(tmp_path) -> None:
+    from robot_bridge.deploy import DeployConfig, RobotConfig, _node_params, _resolve_policy
+    from sim2real.config import compose_config, to_dataclass
+
+    cfg = compose_config("deploy", ["arm=so100", "task=pick_cube", "policy.policy=expert", f"out_dir={tmp_path}"])
+    run = to_dataclass(cfg, DeployConfig)
+    run.robot = to_dataclass(cfg.robot, RobotConfig)
+    assert run.arm == "so100"
+    task, length, contract = _resolve_policy(run)
+    assert (task, length, contract.arm, contract.control_mode) == ("pick_cube", 150, "so100", "pd_joint_delta_pos")
+    params = _node_params(run, task, length, "dds", rgb=False)
+    sim = params["sim2real_sim_robot"]["ros__parameters"]
+    policy = params["sim2real_policy_node"]["ros__parameters"]
+    assert sim["arm"] == "so100" and policy["arm"] == "so100"
+    assert policy["base_in_task"] == list(SO100.base_pos)
+    assert policy["safety"]["workspace_lo"] == list(SO100.workspace_lo)
