@@ -386,6 +386,10 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
         raise ValueError(f"video_episodes={cfg.video_episodes}: videos are rendered by the simulated arm (robot=sim)")
     arm_config_path(cfg.arm)  # an unknown arm is refused with the known ones listed
     task, episode_length, contract = _resolve_policy(cfg)
+    if cfg.robot.kind == "sim":
+        from tasks.layout import arm_setup
+
+        arm_setup(cfg.arm, task)  # an arm without a scene for this task is refused before any node starts
     require_network_namespace(cfg.allow_network, "deploy")
     rgb = contract.rgb_shape is not None
     period = 1.0 / contract.control_freq

@@ -11,7 +11,8 @@ Domain shifts are applied to each scene at reset:
 - object_mass_scale: mass and inertia of the manipulated bodies (cubes; the drawer);
 - joint_damping_scale: the arm joints' damping. In PhysX an articulation joint's only
   viscous damping is its drive's damping, so this multiplies the arm drive damping;
-- controller_gain_scale: the drive stiffness and damping of every joint (arm and gripper);
+- controller_gain_scale: the drive stiffness and damping of every joint (arm and gripper;
+  the SO-100's one controller drives both, so its gains are scaled joint by joint);
 - object_size_scale: cube half sizes (the drawer's handle fin), by rebuilding the scene
   when the size changes;
 - camera_pose_jitter: the observation camera's eye and look-at points, uniform per axis;
@@ -20,6 +21,13 @@ Domain shifts are applied to each scene at reset:
 On `physx_cuda` PhysX fixes materials and masses once the GPU simulation starts, so a
 domain that changes them per env and episode is refused there (see `_check_gpu_domain`);
 one fixed init_range_scale for every env works there.
+
+Arms: `arm` is a ManiSkill agent uid and a description (configs/arm/<arm>.yaml) alike. The TCP
+observed is the description's (tcp_link moved by tcp_offset); an arm whose jaw target moves by a
+bounded step (ArmSetup.gripper_step: the SO-100) takes the action's absolute gripper command
+converted to ManiSkill's jaw delta (tasks.maniskill_so100.JawCommand). The SO-100's scenes step
+PhysX at 500 Hz with 50 solver iterations (tasks.maniskill_so100.sim_config: at ManiSkill's 100 Hz
+its jaw loses grasped cubes).
 """
 
 from __future__ import annotations
@@ -27,14 +35,17 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import sapien
 import torch
 from mani_skill.utils import sapien_utils
 
 import tasks.maniskill_cubes  # noqa: F401  (registers the Sim2Real* cube envs)
+from sim2real.robot.description import load_arm
 from tasks import layout
 from tasks.domain import DomainParams
 from tasks.env import Obs, TaskEnv
+from tasks.maniskill_so100 import JawCommand, tcp_pose
 
 ENV_IDS = {
     "push_cube": "Sim2RealPushCube-v1",
@@ -55,19 +66,25 @@ class ManiSkillEnv(TaskEnv):
     Args:
         sim_backend: "auto" (physx_cuda when CUDA is available, else physx_cpu), or either.
         render_backend: "auto" ("sapien_cpu" on CPU, "gpu" with CUDA), or a ManiSkill name.
+        arm: the robot; tasks.layout.ARM_SETUPS says which tasks it has.
         Others: see TaskEnv.
     """
 
     backend = "maniskill"
 
     def __init__(self, task: str, num_envs: int = 1, domain: DomainParams | None = None, obs_mode: str = "state",
-                 sim_backend: str = "auto", render_backend: str = "auto", **kwargs: Any) -> None:
+                 sim_backend: str = "auto", render_backend: str = "auto", arm: str = "panda", **kwargs: Any) -> None:
+        self.setup = layout.arm_setup(arm, task)  # an arm without this task fails before any engine work
         if sim_backend == "auto":
             sim_backend = "physx_cuda" if torch.cuda.is_available() else "physx_cpu"
         if render_backend == "auto":
             render_backend = "gpu" if sim_backend == "physx_cuda" else "sapien_cpu"
         device = "cuda" if sim_backend == "physx_cuda" else "cpu"
-        super().__init__(task, num_envs=num_envs, domain=domain, obs_mode=obs_mode, device=device, **kwargs)
+        super().__init__(task, num_envs=num_envs, domain=domain, obs_mode=obs_mode, device=device, arm=arm,
+                         **kwargs)
+        self.description = load_arm(arm)
+        self._jaw = (JawCommand(self.description, self.setup.gripper_step)
+                     if self.setup.gripper_step is not None else None)
         if task == "open_drawer":
             import tasks.maniskill_drawer  # noqa: F401  (registers Sim2RealOpenDrawer-v1)
         self.sim_backend = sim_backend
@@ -75,7 +92,7 @@ class ManiSkillEnv(TaskEnv):
         if gpu:
             self._check_gpu_domain()
         self._make_kwargs = dict(
-            obs_mode="rgb" if obs_mode == "rgb" else "none", control_mode=self.control_mode,
+            obs_mode="rgb" if obs_mode == "rgb" else "none", control_mode=self.control_mode, robot_uids=arm,
             sim_backend=sim_backend, render_backend=render_backend, render_mode="rgb_array",
             sensor_configs=dict(width=self.image_size, height=self.image_size),
             human_render_camera_configs=dict(width=layout.RENDER_SIZE, height=layout.RENDER_SIZE))
@@ -114,10 +131,16 @@ class ManiSkillEnv(TaskEnv):
 
     def _apply_action(self, action: torch.Tensor) -> None:
         if self.sim_backend == "physx_cuda":
-            self._obs[0], _, _, _, self._info[0] = self._envs[0].step(action)
+            self._obs[0], _, _, _, self._info[0] = self._envs[0].step(self._engine_action(self._envs[0], action))
             return
         for i, env in enumerate(self._envs):
-            self._obs[i], _, _, _, self._info[i] = env.step(action[i:i + 1])
+            self._obs[i], _, _, _, self._info[i] = env.step(self._engine_action(env, action[i:i + 1]))
+
+    def _engine_action(self, env: Any, action: torch.Tensor) -> torch.Tensor:
+        """The task action as ManiSkill's controller takes it: a jaw's command becomes its delta."""
+        if self._jaw is None:
+            return action
+        return self._jaw(action, env.agent.robot.get_qpos()[:, -1])
 
     def _state(self) -> Obs:
         parts = [self._env_state(env) for env in self._envs]
@@ -142,7 +165,7 @@ class ManiSkillEnv(TaskEnv):
     # ---- state -----------------------------------------------------------------------------
     def _env_state(self, env: Any) -> Obs:
         robot = env.agent.robot
-        state = {"qpos": robot.get_qpos(), "qvel": robot.get_qvel(), "tcp_pose": env.agent.tcp.pose.raw_pose}
+        state = {"qpos": robot.get_qpos(), "qvel": robot.get_qvel(), "tcp_pose": tcp_pose(robot, self.description)}
         if self.task == "push_cube":
             state.update(obj_pose=env.obj.pose.raw_pose, goal_pos=env.goal_region.pose.p)
         elif self.task == "pick_cube":
@@ -178,8 +201,7 @@ class ManiSkillEnv(TaskEnv):
                         mat = shape.get_physical_material()
                         shapes.append((shape, mat.static_friction, mat.dynamic_friction, mat.restitution))
         bodies = [(c, c.get_mass(), c.get_inertia().copy()) for c in self._objects(env)]
-        ctrls = env.agent.controller.controllers
-        gains = {name: (c.config.stiffness, c.config.damping) for name, c in ctrls.items()}
+        gains = {name: (c.config.stiffness, c.config.damping) for name, c in _controllers(env).items()}
         return {"shapes": shapes, "bodies": bodies, "gains": gains}
 
     def _apply_domain(self, i: int, d: DomainParams) -> None:
@@ -193,16 +215,22 @@ class ManiSkillEnv(TaskEnv):
         for comp, mass, inertia in nominal["bodies"]:
             comp.set_mass(mass * d.object_mass_scale)
             comp.set_inertia(inertia * d.object_mass_scale)
-        for name, ctrl in env.agent.controller.controllers.items():
+        arm_joints = set(self.description.joint_names)
+        for name, ctrl in _controllers(env).items():
             stiffness, damping = nominal["gains"][name]
             ctrl.config.stiffness = _scaled(stiffness, d.controller_gain_scale)
-            damping_scale = d.controller_gain_scale * (d.joint_damping_scale if name == "arm" else 1.0)
-            ctrl.config.damping = _scaled(damping, damping_scale)
+            is_arm = [joint.name in arm_joints for joint in ctrl.joints]
+            if all(is_arm) or not any(is_arm):
+                damping_scale = d.controller_gain_scale * (d.joint_damping_scale if all(is_arm) else 1.0)
+                ctrl.config.damping = _scaled(damping, damping_scale)
+            else:  # one controller over arm and gripper joints (the SO-100's)
+                scales = [d.controller_gain_scale * (d.joint_damping_scale if a else 1.0) for a in is_arm]
+                ctrl.config.damping = [v * k for v, k in zip(np.broadcast_to(damping, len(is_arm)).tolist(), scales)]
             ctrl.set_drive_property()
         jitter = d.camera_pose_jitter
         offsets = (torch.rand(2, 3, generator=self.generator) * 2 - 1) * jitter
-        eye = torch.tensor(layout.CAMERA_EYE) + offsets[0]
-        target = torch.tensor(layout.CAMERA_TARGET) + offsets[1]
+        eye = torch.tensor(self.setup.camera_eye) + offsets[0]
+        target = torch.tensor(self.setup.camera_target) + offsets[1]
         pose = sapien_utils.look_at(eye.tolist(), target.tolist()).sp  # one sapien.Pose (CPU scene)
         env._sensors["base_camera"].camera.set_local_pose(pose)
 
@@ -220,6 +248,13 @@ class ManiSkillEnv(TaskEnv):
             raise NotImplementedError(
                 f"maniskill on physx_cuda cannot apply domain field(s) {', '.join(changed)} per env at reset; "
                 f"use sim_backend=physx_cpu for physical shifts (tensor shifts - latency and noise - work on both)")
+
+
+def _controllers(env: Any) -> dict[str, Any]:
+    """The agent's joint controllers by name: a combined controller's parts (the Panda's "arm"
+    and "gripper"), or the one controller over every joint (the SO-100's)."""
+    controller = env.agent.controller
+    return dict(controller.controllers) if hasattr(controller, "controllers") else {"all": controller}
 
 
 def _scaled(value: Any, scale: float) -> Any:

@@ -7,6 +7,11 @@ goals, success rules, cameras) is ManiSkill's own. Changing the scale needs a sc
 rebuild (`reset(options={"reconfigure": True})`), which the `maniskill` backend does when
 an env's sampled size changes.
 
+`robot_uids` names the arm (a ManiSkill agent and configs/arm/<arm>.yaml alike). The task
+geometry comes from its `tasks.layout.ArmSetup`. ManiSkill's table scene places the Panda
+where the layout's Panda stands; any other arm (the SO-100, on pick_cube) is placed, driven and
+observed as tasks.maniskill_so100 describes.
+
 `spawn_scale` (the domain's init_range_scale) multiplies the x/y half range of the cube
 and goal spawn regions about their centres; it is read at every episode start, so setting
 the attribute between resets is enough.
@@ -19,6 +24,7 @@ from typing import Any
 
 import sapien
 import torch
+from mani_skill.envs.sapien_env import BaseEnv
 from mani_skill.envs.tasks.tabletop.pick_cube import PickCubeEnv
 from mani_skill.envs.tasks.tabletop.push_cube import PushCubeEnv
 from mani_skill.envs.tasks.tabletop.stack_cube import StackCubeEnv
@@ -27,23 +33,54 @@ from mani_skill.utils.building import actors
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.scene_builder.table import TableSceneBuilder
 from mani_skill.utils.structs.pose import Pose
+from mani_skill.utils.structs.types import SimConfig
 from transforms3d.euler import euler2quat
 
-from tasks import layout
+from sim2real.robot.description import ArmDescription, load_arm
+from tasks import layout, maniskill_so100
+
+# The arm ManiSkill's TableSceneBuilder places as tasks.layout does; other arms are placed here.
+TABLE_SCENE_ARM = "panda"
 
 
 class _ScaledCube:
     """Mixin: take `object_scale` and set the cube half size before ManiSkill builds the
-    scene; take `spawn_scale`, the spawn regions' x/y scale the episode sampler reads."""
+    scene; take `spawn_scale`, the spawn regions' x/y scale the episode sampler reads;
+    take `robot_uids`, the arm, refused here unless its ArmSetup has this task."""
 
-    def __init__(self, *args: Any, object_scale: float = 1.0, spawn_scale: float = 1.0, **kwargs: Any) -> None:
+    task = ""  # the tasks.spec name, for the arm's setup
+    places_arm = False  # whether _initialize_episode places an arm other than TABLE_SCENE_ARM
+
+    def __init__(self, *args: Any, object_scale: float = 1.0, spawn_scale: float = 1.0, robot_uids: str = "panda",
+                 **kwargs: Any) -> None:
+        self.arm_setup = layout.arm_setup(robot_uids, self.task)  # before ManiSkill loads anything
+        self.description: ArmDescription | None = None
+        if robot_uids != TABLE_SCENE_ARM:
+            if not self.places_arm:
+                raise NotImplementedError(f"{type(self).__name__}: arm {robot_uids!r} needs its own placement at "
+                                          f"reset, which only the pick_cube env does")
+            self.description = load_arm(robot_uids)
         self.object_scale = object_scale
         self.spawn_scale = spawn_scale  # set before ManiSkill's constructor runs its first reset
-        super().__init__(*args, robot_uids="panda", **kwargs)
+        super().__init__(*args, robot_uids=robot_uids, **kwargs)
+
+    @property
+    def _default_sim_config(self) -> SimConfig:
+        if self.description is None:
+            return super()._default_sim_config
+        return maniskill_so100.sim_config()
+
+    def _load_agent(self, options: dict) -> None:
+        if self.description is None:
+            super()._load_agent(options)
+            return
+        # ManiSkill's task loads every arm where the Panda stands; this one loads where it will stand.
+        BaseEnv._load_agent(self, options, sapien.Pose(p=list(self.arm_setup.base_pos)))
+        maniskill_so100.configure_agent(self.agent, self.arm_setup, self.description)
 
     def _load_scene(self, options: dict) -> None:
         # These tasks read cube_half_size when they build, place and evaluate the cube.
-        self.cube_half_size = layout.CUBE_HALF_SIZE * self.object_scale
+        self.cube_half_size = self.arm_setup.cube_half_size * self.object_scale
         super()._load_scene(options)
 
 
@@ -55,6 +92,8 @@ class PushCube(_ScaledCube, PushCubeEnv):
     with the square's half range from `tasks.layout` times spawn_scale (the same draws as
     ManiSkill's at spawn_scale 1); the goal stays PUSH_GOAL_OFFSET_X in front of the cube.
     """
+
+    task = "push_cube"
 
     def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
         with torch.device(self.device):
@@ -72,13 +111,32 @@ class PushCube(_ScaledCube, PushCubeEnv):
 
 @register_env("Sim2RealPickCube-v1", max_episode_steps=50)
 class PickCube(_ScaledCube, PickCubeEnv):
-    """PickCube-v1 with the cube's half size = CUBE_HALF_SIZE * object_scale; ManiSkill's
-    sampler draws the cube and the goal xy from its `cube_spawn_half_size` square, set here
-    to CUBE_SPAWN_HALF_RANGE * spawn_scale at every episode start."""
+    """PickCube-v1 with the arm's ArmSetup geometry: the cube's half size = cube_half_size *
+    object_scale; ManiSkill's sampler draws the cube and the goal xy from its
+    `cube_spawn_half_size` square about (0, 0), set to cube_spawn_half_range * spawn_scale at
+    every episode start; goal heights, success radius and cameras are the setup's too.
+    """
+
+    task = "pick_cube"
+    places_arm = True
+
+    def _load_scene(self, options: dict) -> None:
+        # PickCubeEnv.__init__ took these from its per-robot table (pick_cube_cfgs.py: the SO-100's
+        # spawn centre is where ManiSkill turns and places it); the goal sphere and the cameras are
+        # built from them after this.
+        s = self.arm_setup
+        self.goal_thresh = s.pick_goal_thresh
+        self.max_goal_height = s.pick_max_goal_height
+        self.cube_spawn_center = (0.0, 0.0)
+        self.sensor_cam_eye_pos, self.sensor_cam_target_pos = list(s.camera_eye), list(s.camera_target)
+        self.human_cam_eye_pos, self.human_cam_target_pos = list(s.render_eye), list(s.render_target)
+        super()._load_scene(options)
 
     def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
-        self.cube_spawn_half_size = layout.CUBE_SPAWN_HALF_RANGE * self.spawn_scale
+        self.cube_spawn_half_size = self.arm_setup.cube_spawn_half_range * self.spawn_scale
         super()._initialize_episode(env_idx, options)
+        if self.description is not None:
+            maniskill_so100.place_arm(self, env_idx, self.arm_setup, self.description)
 
 
 @register_env("Sim2RealStackCube-v1", max_episode_steps=50)
@@ -88,6 +146,8 @@ class StackCube(_ScaledCube, StackCubeEnv):
     StackCube-v1 hard-codes its cube size in scene building and episode sampling, so
     both are rewritten here from `tasks.layout`; `evaluate` is ManiSkill's.
     """
+
+    task = "stack_cube"
 
     def _load_scene(self, options: dict) -> None:
         half = layout.CUBE_HALF_SIZE * self.object_scale

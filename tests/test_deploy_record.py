@@ -147,8 +147,9 @@ def test_deploy_names_the_arm_and_refuses_a_checkpoint_for_another(tmp_path: Pat
     ckpt = dataclasses.replace(ckpt, contract=dataclasses.replace(ckpt.contract, arm="so100"))
     with pytest.raises(ContractMismatch, match="arm 'so100' in checkpoint, 'panda' on the robot"):
         _resolve_policy(DeployConfig(checkpoint=str(save_checkpoint(tmp_path / "so100.pt", ckpt))))
-    with pytest.raises(ValueError, match="robot=sim simulates the Panda only"):
-        run_deploy(DeployConfig(checkpoint=str(path), arm="xarm7", out_dir=str(tmp_path)))
+    # robot=sim simulates an arm with a task scene (the Panda, the SO-100); the xArm7 has none.
+    with pytest.raises(ValueError, match="arm 'xarm7' has no task scenes"):
+        run_deploy(DeployConfig(policy={"policy": "expert"}, task="push_cube", arm="xarm7", out_dir=str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="arms in .*panda, so100, xarm7"):
         run_deploy(DeployConfig(checkpoint=str(path), arm="ur5e", out_dir=str(tmp_path)))
 
