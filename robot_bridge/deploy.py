@@ -286,7 +286,7 @@ def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
     from robot_bridge.policy_node import PolicyNodeParams
     from robot_bridge.transport import QoS
 
-    defaults = PolicyNodeParams(policy="reach", reach_target=[0.0, 0.0, 0.0])
+    defaults = PolicyNodeParams(policy="reach", reach_target=[0.0, 0.0, 0.0], arm=cfg.arm)
 
     def param(name: str) -> Any:
         return cfg.policy.get(name, getattr(defaults, name))

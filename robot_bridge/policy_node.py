@@ -52,7 +52,7 @@ from sim2real.ros import messages as m
 from sim2real.robot.arm_model import (
     ActionScales, action_dim, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
 )
-from sim2real.robot.description import load_arm
+from sim2real.robot.description import COMMAND_INTERFACES, arm_command_interface, load_arm
 from sim2real.robot.kinematics import KinematicChain
 from sim2real.ros.observation import Frames, ObservationAssembler
 from robot_bridge.policies import CheckpointPolicy, ExpertPolicy, Policy, ReachPolicy, make_policy
@@ -62,7 +62,6 @@ from sim2real.contract import ContractMismatch
 
 NODE_NAME = "sim2real_policy_node"
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")
-COMMAND_INTERFACES = ("trajectory", "forward", "action")
 # Joint states that resume after a longer gap may come from a restarted arm, whose new controller
 # holds wherever the arm is, not the last command: stepping from that command would jump. The
 # safety filter then starts again from the arm's position. An arm held that long has settled
@@ -108,7 +107,7 @@ class PolicyNodeParams:
     action_topic: str = "~/action"  # the decided action before the safety filter; "": not published
     episode_topic: str = ""  # std_msgs/Int32: a new value resets the policy (e.g. /sim2real_sim_robot/episode)
     controller: str = "arm_controller"
-    command_interface: str = "trajectory"  # trajectory | forward | action
+    command_interface: str = ""  # trajectory | forward | action; "": the arm's control.command_interface
     controller_joints: list[str] = field(default_factory=list)  # default: the arm's joints, then its gripper's
     trajectory_time_s: float = 0.0  # time_from_start of the commanded point; 0: one control period
     base_frame: str = ""  # "": the arm description's base_link
@@ -127,6 +126,8 @@ class PolicyNodeParams:
     latency_log: str = ""  # write {"loop_ms", "compute_ms", "overruns", "ticks"} here at exit; "": none
 
     def __post_init__(self) -> None:
+        if not self.command_interface:
+            self.command_interface = arm_command_interface(self.arm)
         choices = {"policy": ("checkpoint", "reach", "expert"), "command_interface": COMMAND_INTERFACES,
                    "goal_type": ("point", "pose"), "camera_type": ("compressed", "raw"),
                    "hold_orientation": ("episode_start", "current")}

@@ -43,6 +43,7 @@ class Expert:
     """
 
     tolerance = 0.01  # metres: a waypoint counts as reached within this distance
+    lost_distance = 0.03  # metres between a carried object and the TCP that count as dropped
 
     def __init__(self, num_envs: int, noise_std: float = 0.0, gain: float = 1.5,
                  generator: torch.Generator | None = None, approach_height: float = 0.08,
@@ -159,7 +160,7 @@ class PickCubeExpert(Expert):
         self._advance((phase == 1) & _reached(tcp, cube, 0.008))
         self._advance((phase == 2) & (self.timer >= self.grasp_steps))
         # Dropped: the cube is no longer between the fingers.
-        lost = (self.phase == 3) & (torch.linalg.norm(cube - tcp, dim=1) > 0.03)
+        lost = (self.phase == 3) & (torch.linalg.norm(cube - tcp, dim=1) > self.lost_distance)
         self._goto(lost, 0)
         targets = torch.stack([above, cube, cube, goal], dim=1)
         target = targets[torch.arange(self.num_envs), self.phase]
@@ -191,7 +192,7 @@ class StackCubeExpert(Expert):
         self._advance((phase == 5) & _reached(tcp, on_b, 0.006))
         self._advance((phase == 6) & (self.timer >= self.release_steps))
         carrying = (self.phase >= 3) & (self.phase <= 5)
-        self._goto(carrying & (torch.linalg.norm(cube - tcp, dim=1) > 0.03), 0)
+        self._goto(carrying & (torch.linalg.norm(cube - tcp, dim=1) > self.lost_distance), 0)
         targets = torch.stack([above, cube, cube, lifted, above_b, on_b, on_b, retreat], dim=1)
         target = targets[torch.arange(self.num_envs), self.phase.clamp(max=7)]
         grip = torch.where((self.phase >= 2) & (self.phase <= 5), GRIP_CLOSED, GRIP_OPEN)
@@ -222,7 +223,7 @@ class OpenDrawerExpert(Expert):
         self._advance((phase == 0) & _reached(tcp, above, self.approach_tolerance))
         self._advance((phase == 1) & _reached(tcp, handle, 0.008))
         self._advance((phase == 2) & (self.timer >= self.grasp_steps))
-        lost = (self.phase == 3) & (torch.linalg.norm(handle - tcp, dim=1) > 0.03)
+        lost = (self.phase == 3) & (torch.linalg.norm(handle - tcp, dim=1) > self.lost_distance)
         self._goto(lost, 0)
         targets = torch.stack([above, handle, handle, pull_to], dim=1)
         target = targets[torch.arange(self.num_envs), self.phase]

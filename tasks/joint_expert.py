@@ -18,7 +18,9 @@ damped-least-squares step on the arm's description (its URDF chain):
   jaw, so the fixed jaw comes down beside the object, not on its edge; closing then pushes the
   object against the fixed jaw, which puts it near the TCP; a jaw's grasp is not centred, so with
   the jaw closed the goal is moved by the object's offset from the TCP, and the object, not the
-  TCP, is carried to it. An open command opens the jaw only to
+  TCP, is carried to it. That offset (the cube hangs up to 2.5 cm below the TCP) plus 5 mm
+  sensor noise crossed the inner expert's 3 cm "dropped" distance while holding, and it let go;
+  for a jaw the distance is `jaw_lost_distance`. An open command opens the jaw only to
   `open_command` (-0.36: the SO-100 jaw at -0.4 rad, 56 mm wide; its jaw moves at most 0.2 rad per
   step, and about 0.08 behind its drive: from fully open, closing took 20 steps).
 
@@ -47,7 +49,8 @@ class JointSpaceExpert:
     """
 
     def __init__(self, inner: Expert, arm: str, damping: float = 0.02, axis_weight: float = 0.2,
-                 roll_weight: float = 0.05, jaw_clearance: float = 0.008, open_command: float = -0.36) -> None:
+                 roll_weight: float = 0.05, jaw_clearance: float = 0.008, open_command: float = -0.36,
+                 jaw_lost_distance: float = 0.05, offset_smoothing: float = 0.2) -> None:
         self.inner = inner
         self.arm = load_arm(arm)
         self.num_envs = inner.num_envs
@@ -57,11 +60,16 @@ class JointSpaceExpert:
         self.jaw = self.arm.gripper.kind == "revolute_jaw"
         self.jaw_clearance = jaw_clearance if self.jaw else 0.0
         self.open_command = open_command if self.jaw else 1.0
+        if self.jaw:
+            inner.lost_distance = jaw_lost_distance
         self.n = self.arm.dof
         self.axis = np.zeros(self.num_envs, dtype=int)  # which tool axis is held, per env
         self.axis_ref = np.tile([0.0, 0.0, 1.0], (self.num_envs, 1))  # its start direction (task frame)
         self.weights = np.ones((self.num_envs, self.n))
         self.gripper_open = np.ones(self.num_envs, dtype=bool)  # the last command opened the gripper
+        self.holding = np.zeros(self.num_envs, dtype=bool)  # closed at the step before too
+        self.offset = np.zeros((self.num_envs, 3))  # the held object's offset from the TCP, averaged
+        self.offset_smoothing = offset_smoothing
         self._fresh = np.ones(self.num_envs, dtype=bool)
 
     def reset(self, env_mask: torch.Tensor | None = None) -> None:
@@ -69,6 +77,7 @@ class JointSpaceExpert:
         mask = slice(None) if env_mask is None else env_mask.cpu().numpy()
         self._fresh[mask] = True
         self.gripper_open[mask] = True
+        self.holding[mask] = False
 
     def act(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """Actions [N, n + 1]: joint deltas in units of control.joint_delta, then the gripper command."""
@@ -105,7 +114,14 @@ class JointSpaceExpert:
         shifted = state["obj_pose"].detach().clone().cpu()
         goal = state["goal_pos"].detach().clone().cpu()
         closed = torch.as_tensor(~self.gripper_open)
-        goal[closed] += state["tcp_pose"][closed, :3].cpu() - shifted[closed, :3]
+        offset = state["tcp_pose"][:, :3].detach().cpu().double().numpy() - shifted[:, :3].double().numpy()
+        # Averaged while held: through ROS 2 both positions carry sensor noise (5 mm on the target
+        # domain), and the raw offset shook the goal, and the arm, by as much.
+        fresh = ~self.gripper_open & ~self.holding
+        self.offset[fresh] = offset[fresh]
+        self.offset[~self.gripper_open] += self.offset_smoothing * (offset - self.offset)[~self.gripper_open]
+        self.holding = ~self.gripper_open
+        goal[closed] += torch.as_tensor(self.offset[~self.gripper_open], dtype=goal.dtype)
         for i in np.flatnonzero(self.gripper_open):
             towards = rots[i] @ self.arm.tcp_offset
             towards -= (towards @ self.axis_ref[i]) * self.axis_ref[i]

@@ -42,6 +42,9 @@ IK_MODES = ("pose", "position")
 # its limit swallows part of every step; both made the stall rule give up on reachable targets.
 IK_DEFAULTS: dict[str, float | int | bool] = {"lock_at_limits": True, "max_step": 0.1, "iterations": 200}
 # ManiSkill controller names; the ee ones need `control.ee_delta`, and *_pose needs ik: pose.
+# How the arm's ROS 2 controller takes position commands (the policy node's command_interface):
+# a JointTrajectory, a Float64MultiArray of targets applied at once, or FollowJointTrajectory goals.
+COMMAND_INTERFACES = ("trajectory", "forward", "action")
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_ee_delta_pose", "pd_joint_delta_pos", "pd_joint_pos",
                  "pd_joint_target_delta_pos")
 
@@ -91,12 +94,14 @@ class Control:
         modes: the ManiSkill controller names the arm supports, the default first.
         joint_delta: radians each arm joint target moves per step for action +-1 (pd_joint_delta_pos).
         ee_delta: metres the TCP target moves per step for action +-1 (pd_ee_delta_*); None without an ee mode.
+        command_interface: how its ROS 2 controller takes commands by default (COMMAND_INTERFACES).
     """
 
     rate_hz: float
     modes: tuple[str, ...]
     joint_delta: float
     ee_delta: float | None = None
+    command_interface: str = "trajectory"
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare descriptions by identity, not field by field
@@ -303,7 +308,7 @@ def _read_gripper(raw: ArmYaml, tree: UrdfTree, arm_joints: tuple[str, ...]) -> 
 
 def _read_control(raw: ArmYaml, ik_mode: str) -> Control:
     section = raw.section("control")
-    section.allow_only(("rate_hz", "modes", "joint_delta", "ee_delta"))
+    section.allow_only(("rate_hz", "modes", "joint_delta", "ee_delta", "command_interface"))
     rate = section.number("rate_hz")
     if not rate > 0:
         raise section.error("rate_hz", "a positive frequency", rate)
@@ -323,4 +328,14 @@ def _read_control(raw: ArmYaml, ik_mode: str) -> Control:
     for field, value in (("joint_delta", joint_delta), ("ee_delta", ee_delta)):
         if value is not None and not value > 0:
             raise section.error(field, "a positive step per action unit", value)
-    return Control(rate, modes, joint_delta, ee_delta)
+    interface = section.choice("command_interface", COMMAND_INTERFACES) if "command_interface" in section.data \
+        else "trajectory"
+    return Control(rate, modes, joint_delta, ee_delta, interface)
+
+
+def arm_command_interface(name_or_path: str | Path) -> str:
+    """The arm's default command interface (control.command_interface), read without its URDF."""
+    control = ArmYaml.read(arm_config_path(name_or_path)).section("control")
+    if "command_interface" not in control.data:
+        return "trajectory"
+    return control.choice("command_interface", COMMAND_INTERFACES)

@@ -120,6 +120,7 @@ def build_scene(task: str, arm: str = "panda") -> mjcf.RootElement:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(CUBE_NAMES)}")
     setup = layout.arm_setup(arm, task)
     arena = build_arena(setup)
+    arena.option.impratio = setup.mujoco_impratio
     arena.attach(build_arm(arm)).pos = setup.base_pos
     for k, name in enumerate(CUBE_NAMES[task]):
         rgba = PUSH_CUBE_RGBA if task == "push_cube" else CUBE_RGBA[name]
