@@ -90,7 +90,8 @@ def fmt(values: Any) -> str:
 def record(task: str, domain: str, episodes: int, seed: int, out: Path) -> Path:
     """The expert's episodes over ROS 2 as bags under out/bags (reused when already complete)."""
     from sim2real.ros.episodes import read_index
-    from robot_bridge.deploy import DeployConfig, RobotConfig, run_deploy
+    from robot_bridge.deploy import run_deploy
+    from robot_bridge.deploy_config import DeployConfig, RobotConfig
 
     bags = out / "bags"
     if bags.is_dir() and len(read_index(bags)) == episodes:

@@ -13,7 +13,7 @@ goal, the policy node's commands and its decided actions (`~/action`), with task
 contract, success and the arm's clock at its reset (`start_stamp_ns`: a recorder that hears of
 the reset late cuts what came before). Recording starts in the callback that hears the reset,
 so the episode's first state is in the bag. The bags read back with
-`configs/dataset/ros2_sim_panda.yaml`. The run directory also gets the policy
+`configs/dataset/ros2_sim_<arm>.yaml`. The run directory also gets the policy
 node's per-tick latencies (`latency.json`) and, with `video_episodes`, MP4s of the first episodes
 rendered from the MuJoCo arm (`videos/episode_<k>.mp4`).
 
@@ -35,101 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.core.config_store import ConfigStore
 
+from robot_bridge.deploy_config import DeployConfig
+from robot_bridge.deploy_plan import POLICY_NODE, SIM_NODE, node_params, record_topics, resolve_policy
 from robot_bridge.node_process import NodeProcess, find_rclpy_python, node_command, require_network_namespace
 from robot_bridge.transport import rclpy_available
-from sim2real.config import PlannerConfig
-from sim2real.contract import ContractMismatch
-from sim2real.robot.description import arm_config_path, arm_name
-from tasks.spec import TaskConfig, arm_shape  # TaskConfig registers the task/ group (`task=push_cube`)
-
-SIM_NODE, POLICY_NODE = "sim2real_sim_robot", "sim2real_policy_node"
-# History depth of the recorder's subscriptions: DDS keeps receiving while this process is
-# descheduled, and with the ROS profiles' 5-10 samples a 0.3 s stall on a busy 2-core machine
-# lost 0.28 s of joint states from a bag. 500 samples hold 5 s of a 100 Hz topic.
-RECORD_DEPTH = 500
-
-
-@dataclass
-class RobotConfig:
-    """The `robot/` group: which arm the policy drives.
-
-    Args:
-        kind: "sim" (start the MuJoCo arm node) or "ros" (an arm already serving the ROS 2 interface).
-        domain: the simulated arm's world (a configs/domain/ preset; the "real" arm differs from training).
-        episode_length: control periods per episode; 0: the checkpoint's (or the task's) length.
-        joint_state_rate_hz: the simulated arm's joint state rate.
-        camera: publish camera frames (always on when the checkpoint observes rgb).
-        params: more sim2real_sim_robot parameters (e.g. {"domain.friction_scale": 0.5}).
-        success_topic: robot=ros: std_msgs/Bool read at each episode's end ("" reports success=na).
-    """
-
-    kind: str = "sim"
-    domain: str = "target"
-    episode_length: int = 0
-    joint_state_rate_hz: float = 100.0
-    camera: bool = False
-    params: dict[str, Any] = field(default_factory=dict)
-    success_topic: str = ""
-
-
-@dataclass
-class DeployConfig:
-    """`configs/deploy.yaml`: `python scripts/deploy.py checkpoint=... robot=sim transport=auto episodes=N`.
-
-    Args:
-        checkpoint: a checkpoint from pretrain or finetune; not needed with policy.policy=expert.
-        arm: the arm driven (configs/arm/<arm>.yaml), the policy node's `arm`. A checkpoint for
-            another arm is refused before any node starts; robot=sim simulates this arm in its task
-            scene (tasks.layout.ARM_SETUPS: the Panda, the SO-100 for pick_cube).
-        task: the task when no checkpoint names it (policy.policy=expert): a name, or the `task/`
-            group (`task=push_cube` on the command line; its episode_length, when set, is used
-            unless robot.episode_length is); with a checkpoint it must match the checkpoint's, or be "".
-        robot: the `robot/` group.
-        transport: auto (rclpy when importable here, else dds), dds or rclpy.
-        episodes: episodes to run.
-        seed: episode i is reset with seed + i.
-        domain_id: ROS_DOMAIN_ID of the nodes.
-        allow_network: run on the real network (a LAN arm) instead of a loopback-only namespace.
-        planner: the `planner/` group (preset and fields), passed to the policy node.
-        policy: more sim2real_policy_node parameters (e.g. {"command_interface": "forward"}).
-        startup_timeout_s: how long the nodes may take to load and see each other.
-        rclpy_python: the Python that has rclpy, for transport=rclpy ("" finds scripts/rclpy_venv.sh's).
-        out_dir: where the params file, node logs, latency.json and videos go.
-        record_dir: record every episode as a rosbag2 bag under this directory ("": no recording).
-        record_storage: the bags' storage, "mcap" or "sqlite3".
-        latency_log: the policy node writes its per-tick loop and compute times to out_dir/latency.json.
-        video_episodes: robot=sim: render the first N episodes to out_dir/videos/episode_<k>.mp4 (0: none).
-    """
-
-    checkpoint: str = ""
-    arm: Any = "panda"  # a name, or the arm/ group's node (arm=so100 on the command line)
-    task: Any = ""  # str or TaskConfig
-    robot: RobotConfig = field(default_factory=RobotConfig)
-    transport: str = "auto"
-    episodes: int = 3
-    seed: int = 1000
-    domain_id: int = 0
-    allow_network: bool = False
-    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(name="deploy"))
-    device: str = "cpu"
-    policy: dict[str, Any] = field(default_factory=dict)
-    startup_timeout_s: float = 60.0
-    rclpy_python: str = ""
-    out_dir: str = "outputs/deploy"
-    record_dir: str = ""
-    record_storage: str = "mcap"
-    latency_log: bool = True
-    video_episodes: int = 0
-
-    def __post_init__(self) -> None:
-        self.arm = arm_name(self.arm)  # the arm/ group's node -> its name
-
-
-ConfigStore.instance().store(name="deploy_schema", node=DeployConfig)
-ConfigStore.instance().store(group="robot", name="schema", node=RobotConfig)
-
+from sim2real.robot.description import arm_config_path
 
 # ---- checkpoints ------------------------------------------------------------------------------
 
@@ -182,140 +93,6 @@ class DeployResult:
     videos: list[str] = field(default_factory=list)
     record_dir: str = ""
     episode_s: list[float] = field(default_factory=list)
-
-
-def _is_expert(cfg: DeployConfig) -> bool:
-    return cfg.policy.get("policy", "checkpoint") == "expert"
-
-
-def _node_params(cfg: DeployConfig, task: str, episode_length: int, transport: str, rgb: bool) -> dict[str, Any]:
-    out = Path(cfg.out_dir).resolve()  # the nodes run from the repository root
-    sim = {"task": task, "arm": cfg.arm, "seed": cfg.seed, "domain": cfg.robot.domain,
-           "episode_length": episode_length,
-           "joint_state_rate_hz": cfg.robot.joint_state_rate_hz, "transport": transport,
-           "camera": cfg.robot.camera or rgb, "allow_network": cfg.allow_network, **cfg.robot.params}
-    if cfg.video_episodes > 0:
-        sim.setdefault("video_dir", str(out / "videos"))
-        sim.setdefault("video_episodes", cfg.video_episodes)
-    planner = {f"planner.{k}": v for k, v in asdict(cfg.planner).items() if k != "name"}
-    if cfg.policy.get("arm", cfg.arm) != cfg.arm:
-        raise ValueError(f"policy.arm={cfg.policy['arm']!r} and arm={cfg.arm!r} differ: set arm= only")
-    policy = {"arm": cfg.arm, "checkpoint": str(Path(cfg.checkpoint).resolve()) if cfg.checkpoint else "",
-              "planner": cfg.planner.name, **planner, "device": cfg.device,
-              "transport": transport, "allow_network": cfg.allow_network,
-              "startup_timeout_s": cfg.startup_timeout_s, **cfg.policy}
-    if _is_expert(cfg):
-        policy.setdefault("expert_task", task)
-    if cfg.latency_log:
-        policy.setdefault("latency_log", str(out / "latency.json"))
-    if cfg.robot.kind == "sim":
-        from tasks.layout import arm_setup
-
-        policy.setdefault("episode_topic", f"/{SIM_NODE}/episode")
-        # Where the simulated arm's scene has its base (the arm publishes poses in the base frame),
-        # and the scene's workspace for the safety filter.
-        setup = arm_setup(cfg.arm, task)
-        policy.setdefault("base_in_task", list(setup.base_pos))
-        if setup.workspace_lo is not None and setup.workspace_hi is not None:
-            policy["safety"] = {"workspace_lo": list(setup.workspace_lo), "workspace_hi": list(setup.workspace_hi),
-                                **policy.get("safety", {})}
-        if rgb:
-            policy.setdefault("camera_topic", "/camera/image_raw/compressed")
-    return {SIM_NODE: {"ros__parameters": sim}, POLICY_NODE: {"ros__parameters": policy}}
-
-
-def _task(cfg: DeployConfig) -> tuple[str, int]:
-    """The task's name ("" when not set) and its configured episode length (0: not set)."""
-    task = cfg.task
-    if isinstance(task, str):
-        return task, 0
-    if isinstance(task, TaskConfig):
-        task = asdict(task)
-    if isinstance(task, dict):
-        # The arm is deploy's arm=; a task.arm other than the default and that one is a conflict.
-        if task.get("arm", cfg.arm) not in (cfg.arm, TaskConfig.arm):
-            raise ValueError(f"task.arm={task['arm']!r} and arm={cfg.arm!r} differ: set arm= only")
-        task = TaskConfig(**{**task, "arm": cfg.arm})
-    if not isinstance(task, TaskConfig):
-        raise ValueError(f"task={task!r}: expected a task name or the task/ group (TaskConfig)")
-    expert_mode = arm_shape(cfg.arm).modes[0]
-    if _is_expert(cfg) and (task.obs_mode, task.mode) != ("state", expert_mode):
-        raise ValueError(f"task.obs_mode={task.obs_mode!r}, task.control_mode={task.mode!r}: the scripted "
-                         f"expert observes state and acts in {expert_mode} on arm {cfg.arm!r}")
-    return task.name, task.episode_length
-
-
-def _resolve_policy(cfg: DeployConfig) -> tuple[str, int, Any]:
-    """(task, episode length, contract) of what the policy node will run."""
-    from tasks.spec import episode_length, task_contract
-
-    named, task_length = _task(cfg)
-    if _is_expert(cfg):
-        task = named or str(cfg.policy.get("expert_task", ""))
-        if not task:
-            raise ValueError("task=...: required with policy.policy=expert (no checkpoint names the task), "
-                             "e.g. task=push_cube")
-        if cfg.policy.get("expert_task", task) != task:
-            raise ValueError(f"policy.expert_task={cfg.policy['expert_task']!r} and task={task!r} differ; set one")
-        # Also refuses unknown tasks; the expert acts in the arm's first mode (robot_bridge.policies).
-        contract = task_contract(task, "state", arm_shape(cfg.arm).modes[0], arm=cfg.arm)
-        return task, cfg.robot.episode_length or task_length or episode_length(task, cfg.arm), contract
-    if not cfg.checkpoint:
-        raise ValueError("checkpoint=...: required (a .pt file from pretrain or finetune), or run the scripted "
-                         "expert with policy.policy=expert task=<task>")
-    from sim2real.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(cfg.checkpoint)
-    if ckpt.contract.arm != cfg.arm:
-        raise ContractMismatch(f"{cfg.checkpoint}: contract mismatch: arm {ckpt.contract.arm!r} in checkpoint, "
-                               f"{cfg.arm!r} on the robot (arm=)")
-    task = str(ckpt.extra.get("task", "push_cube"))
-    if named and named != task:
-        raise ValueError(f"task={named!r}: the checkpoint {cfg.checkpoint} is for task {task!r}")
-    return task, cfg.robot.episode_length or task_length or int(ckpt.extra.get("episode_length", 50)), \
-        ckpt.contract
-
-
-def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
-    """The topics a finetuning reader needs (configs/dataset/ros2_sim_panda.yaml), named as the
-    policy node's parameters name them: joint states, object pose, goal, camera, commands, and the
-    node's decided actions before the safety filter (`action_topic`, which the reader prefers)."""
-    from sim2real.ros import messages as m
-    from robot_bridge.bag_recorder import TopicSpec
-    from sim2real.ros.observation import POINT_STAMPED
-    from robot_bridge.policy_node import PolicyNodeParams
-    from robot_bridge.transport import QoS
-
-    defaults = PolicyNodeParams(policy="reach", reach_target=[0.0, 0.0, 0.0], arm=cfg.arm)
-
-    def param(name: str) -> Any:
-        return cfg.policy.get(name, getattr(defaults, name))
-
-    interface, controller = param("command_interface"), param("controller")
-    if interface == "action":
-        raise ValueError("record_dir: command_interface=action sends FollowJointTrajectory goals, which a bag "
-                         "recorder cannot hear; record with command_interface trajectory or forward")
-    # Best effort where the policy node subscribes best effort (it matches any publisher), reliable elsewhere.
-    sensor, default = QoS(reliable=False, depth=RECORD_DEPTH), QoS(reliable=True, depth=RECORD_DEPTH)
-    topics = [TopicSpec(param("joint_states_topic"), m.JOINT_STATE, sensor)]
-    if param("object_pose_topic"):
-        topics.append(TopicSpec(param("object_pose_topic"), m.POSE_STAMPED, sensor))
-    if param("goal_topic"):
-        topics.append(TopicSpec(param("goal_topic"), POINT_STAMPED if param("goal_type") == "point"
-                                else m.POSE_STAMPED, default))
-    camera = param("camera_topic") or ("/camera/image_raw/compressed" if rgb and cfg.robot.kind == "sim" else "")
-    if camera:
-        kind = m.COMPRESSED_IMAGE if param("camera_type") == "compressed" else m.IMAGE
-        topics.append(TopicSpec(camera, kind, sensor))
-    if interface == "forward":
-        topics.append(TopicSpec(f"/{controller}/commands", m.FLOAT64_MULTI_ARRAY, default))
-    else:
-        topics.append(TopicSpec(f"/{controller}/joint_trajectory", m.JOINT_TRAJECTORY, default))
-    action = param("action_topic")
-    if action:
-        topics.append(TopicSpec(f"/{POLICY_NODE}{action[1:]}" if action.startswith("~") else action,
-                                m.FLOAT64_MULTI_ARRAY, default))
-    return topics
 
 
 def _read_latency(path: Path) -> list[float]:
@@ -385,7 +162,7 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
     if cfg.video_episodes > 0 and cfg.robot.kind != "sim":
         raise ValueError(f"video_episodes={cfg.video_episodes}: videos are rendered by the simulated arm (robot=sim)")
     arm_config_path(cfg.arm)  # an unknown arm is refused with the known ones listed
-    task, episode_length, contract = _resolve_policy(cfg)
+    task, episode_length, contract = resolve_policy(cfg)
     if cfg.robot.kind == "sim":
         from tasks.layout import arm_setup
 
@@ -400,7 +177,7 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
     latency_file = out / "latency.json"
     latency_file.unlink(missing_ok=True)  # a previous run's in the same directory would pass for this one's
     params_file = out / "ros_params.yaml"
-    params_file.write_text(yaml.safe_dump(_node_params(cfg, task, episode_length, transport, rgb)))
+    params_file.write_text(yaml.safe_dump(node_params(cfg, task, episode_length, transport, rgb)))
     topics = record_topics(cfg, rgb) if cfg.record_dir else []
     nodes: list[NodeProcess] = []
     coordinator = _Coordinator(transport, cfg.allow_network, cfg.robot.success_topic)

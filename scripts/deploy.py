@@ -22,7 +22,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from robot_bridge.deploy import DeployConfig, RobotConfig, run_deploy
+from robot_bridge.deploy import run_deploy
+from robot_bridge.deploy_config import DeployConfig, RobotConfig
 from robot_bridge.node_process import ensure_network_namespace
 from sim2real.config import CONFIG_DIR, to_dataclass
 

@@ -206,7 +206,7 @@ class Pipeline:
                 "env_steps_per_s": run.env_steps_per_s, "updates_per_s": run.updates_per_s}
 
     def _deploy_config(self, **kwargs: Any) -> Any:
-        from robot_bridge.deploy import DeployConfig, RobotConfig
+        from robot_bridge.deploy_config import DeployConfig, RobotConfig
         from sim2real.config import PlannerConfig, load_preset
 
         # Every field spelled out over the nominal preset: the arm gets exactly self.target.

@@ -149,21 +149,20 @@ ARM_SETUPS = {
     # the cameras are moved with it (the same views of the same workspace).
     # ManiSkill drives the jaw like the Panda's fingers (kp 1e3, force limit 100), which on a revolute
     # jaw squeezes a 25 mm cube with over 1 kN; MuJoCo's soft contacts then pop it out of the grasp.
-    # At 3 N m (the STS3215 servo's stall torque) the cube slid down the jaw and the scripted pick
-    # ended holding it in 12 of 24 episodes; at 10 N m in 24 of 24 (MuJoCo, 150 steps).
+    # The jaw's limit here is its STS3215 servo's stall torque, about 3 N m (30 kg cm at 12 V).
     # The SO-100 moves at most 0.05 rad per step and, its joint targets re-based on where the joints
-    # stand, about 40 % of that: the scripted pick first succeeds after 41-139 steps (24 episodes),
-    # so episodes last 150 (7.5 s). On the target domain (friction x0.6) a held cube crept down the
-    # jaw and fell in 9 of 12 episodes; MuJoCo's impratio 3 (stiffer friction than normal
-    # constraints) holds it: 10 of 12 held to the end (12 episodes, seed 0).
+    # stand, about 40 % of that: the scripted pick first succeeds after 36-139 steps (24 episodes),
+    # so episodes last 150 (7.5 s). A held cube crept down the jaw under MuJoCo's default friction
+    # impedance and fell (12 of 24 episodes at 3 N m); impratio 3 holds it: 24/24 on the source
+    # domain, 10/12 on target (friction x0.6), ManiSkill 15/16 (seed 0, 150 steps).
     "so100": ArmSetup("so100", ("pick_cube",), (0.0, 0.265, 0.0), (0.0, 0.0, 0.0, math.pi / 2, math.pi / 2),
                       cube_half_size=0.0125, cube_spawn_half_range=0.05, pick_goal_thresh=0.0125 * 1.25,
                       pick_max_goal_height=0.08, camera_eye=(0.0, -0.19, 0.4), camera_target=(0.0, 0.1, -0.25),
                       render_eye=(0.3, -0.36, 0.4), render_target=(0.0, 0.0, 0.1), gripper_step=0.2,
-                      gripper_force_limit=10.0, mujoco_impratio=3.0, episode_length=150,
+                      gripper_force_limit=3.0, mujoco_impratio=3.0, episode_length=150,
                       expert_approach_height=0.03, expert_approach_tolerance=0.004,
                       # Spawns (x1.5 for wide domains) and goals, 26.5 cm in front of the base (-y);
-                      # the TCP (1 cm above the jaw's tip) 1 cm above the table.
+                      # the TCP (9 mm above the jaw's end) at least 1 cm above the table.
                       workspace_lo=(-0.15, -0.40, 0.01), workspace_hi=(0.15, -0.10, 0.25)),
 }
 

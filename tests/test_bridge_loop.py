@@ -88,7 +88,8 @@ def test_the_same_loop_with_the_policy_node_on_rclpy(rclpy_python: str) -> None:
 
 
 def test_deploy_config_composes() -> None:
-    from robot_bridge.deploy import DeployConfig, RobotConfig, _node_params
+    from robot_bridge.deploy_config import DeployConfig, RobotConfig
+    from robot_bridge.deploy_plan import node_params
     from sim2real.config import compose_config, to_dataclass
 
     cfg = compose_config("deploy", ["checkpoint=a.pt", "robot=sim", "planner=policy", "robot.domain=source",
@@ -96,7 +97,7 @@ def test_deploy_config_composes() -> None:
     run = to_dataclass(cfg, DeployConfig)
     run.robot = to_dataclass(cfg.robot, RobotConfig)
     assert (run.robot.kind, run.robot.domain, run.planner.name, run.planner.mpc) == ("sim", "source", "policy", False)
-    params = _node_params(run, "push_cube", 50, "dds", rgb=True)
+    params = node_params(run, "push_cube", 50, "dds", rgb=True)
     policy = params["sim2real_policy_node"]["ros__parameters"]
     assert policy["command_interface"] == "forward" and policy["planner.mpc"] is False
     assert policy["camera_topic"] == "/camera/image_raw/compressed"

@@ -97,16 +97,17 @@ def test_the_sim_arm_renders_requested_episodes(tmp_path: Path) -> None:
 
 
 def test_deploy_config_runs_the_expert_without_a_checkpoint(tmp_path: Path) -> None:
-    from robot_bridge.deploy import DeployConfig, RobotConfig, _node_params, _resolve_policy, record_topics
+    from robot_bridge.deploy_config import DeployConfig, RobotConfig
+    from robot_bridge.deploy_plan import node_params, record_topics, resolve_policy
     from sim2real.config import compose_config, to_dataclass
 
     cfg = compose_config("deploy", ["policy.policy=expert", "task=pick_cube", "video_episodes=2",
                                     f"record_dir={tmp_path}", f"out_dir={tmp_path / 'run'}"])
     run = to_dataclass(cfg, DeployConfig)
     run.robot = to_dataclass(cfg.robot, RobotConfig)
-    task, length, contract = _resolve_policy(run)
+    task, length, contract = resolve_policy(run)
     assert (task, length, contract) == ("pick_cube", 50, task_contract("pick_cube"))
-    params = _node_params(run, task, length, "dds", rgb=False)
+    params = node_params(run, task, length, "dds", rgb=False)
     policy, sim = (params[n]["ros__parameters"] for n in ("sim2real_policy_node", "sim2real_sim_robot"))
     assert (policy["policy"], policy["expert_task"], policy["checkpoint"]) == ("expert", "pick_cube", "")
     assert policy["latency_log"] == str(tmp_path / "run" / "latency.json")
@@ -125,28 +126,30 @@ def test_deploy_config_runs_the_expert_without_a_checkpoint(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="cannot hear"):
         record_topics(run, rgb=False)
     with pytest.raises(ValueError, match="task=...: required with policy.policy=expert"):
-        _resolve_policy(DeployConfig(policy={"policy": "expert"}))
+        resolve_policy(DeployConfig(policy={"policy": "expert"}))
     with pytest.raises(ValueError, match="checkpoint=...: required"):
-        _resolve_policy(DeployConfig())
+        resolve_policy(DeployConfig())
 
 
 def test_deploy_names_the_arm_and_refuses_a_checkpoint_for_another(tmp_path: Path) -> None:
-    from robot_bridge.deploy import DeployConfig, _node_params, _resolve_policy, run_deploy, untrained_checkpoint
+    from robot_bridge.deploy import run_deploy, untrained_checkpoint
+    from robot_bridge.deploy_config import DeployConfig
+    from robot_bridge.deploy_plan import node_params, resolve_policy
     from sim2real.checkpoint import load_checkpoint, save_checkpoint
 
     run = DeployConfig(policy={"policy": "expert"}, task="push_cube", out_dir=str(tmp_path))
-    params = _node_params(run, "push_cube", 50, "dds", rgb=False)
+    params = node_params(run, "push_cube", 50, "dds", rgb=False)
     assert params["sim2real_policy_node"]["ros__parameters"]["arm"] == "panda"
     with pytest.raises(ValueError, match="policy.arm='xarm7' and arm='panda' differ"):
-        _node_params(DeployConfig(policy={"policy": "expert", "arm": "xarm7"}), "push_cube", 50, "dds", rgb=False)
+        node_params(DeployConfig(policy={"policy": "expert", "arm": "xarm7"}), "push_cube", 50, "dds", rgb=False)
     # A checkpoint trained for the Panda, deployed to an xArm7: refused before any node starts.
     path = untrained_checkpoint(tmp_path / "panda.pt")
     with pytest.raises(ContractMismatch, match="arm 'panda' in checkpoint, 'xarm7' on the robot \\(arm=\\)"):
-        _resolve_policy(DeployConfig(checkpoint=str(path), arm="xarm7"))
+        resolve_policy(DeployConfig(checkpoint=str(path), arm="xarm7"))
     ckpt = load_checkpoint(path)
     ckpt = dataclasses.replace(ckpt, contract=dataclasses.replace(ckpt.contract, arm="so100"))
     with pytest.raises(ContractMismatch, match="arm 'so100' in checkpoint, 'panda' on the robot"):
-        _resolve_policy(DeployConfig(checkpoint=str(save_checkpoint(tmp_path / "so100.pt", ckpt))))
+        resolve_policy(DeployConfig(checkpoint=str(save_checkpoint(tmp_path / "so100.pt", ckpt))))
     # robot=sim simulates an arm with a task scene (the Panda, the SO-100); the xArm7 has none.
     with pytest.raises(ValueError, match="arm 'xarm7' has no task scenes"):
         run_deploy(DeployConfig(policy={"policy": "expert"}, task="push_cube", arm="xarm7", out_dir=str(tmp_path)))
@@ -156,7 +159,8 @@ def test_deploy_names_the_arm_and_refuses_a_checkpoint_for_another(tmp_path: Pat
 
 DEPLOY = textwrap.dedent("""
     import dataclasses, json, sys
-    from robot_bridge.deploy import DeployConfig, RobotConfig, run_deploy
+    from robot_bridge.deploy import run_deploy
+    from robot_bridge.deploy_config import DeployConfig, RobotConfig
     cfg = DeployConfig(task="push_cube", policy={{"policy": "expert"}}, episodes=2, transport="dds",
                        robot=RobotConfig(kind="sim", domain="target", episode_length={length}),
                        record_dir={record!r}, video_episodes=1, out_dir={out!r}, startup_timeout_s=40)

@@ -117,16 +117,17 @@ def test_sim_robot_serves_so100_joints_in_its_base_frame() -> None:
 
 
 def test_deploy_parameters_for_the_simulated_so100(tmp_path) -> None:
-    from robot_bridge.deploy import DeployConfig, RobotConfig, _node_params, _resolve_policy
+    from robot_bridge.deploy_config import DeployConfig, RobotConfig
+    from robot_bridge.deploy_plan import node_params, resolve_policy
     from sim2real.config import compose_config, to_dataclass
 
     cfg = compose_config("deploy", ["arm=so100", "task=pick_cube", "policy.policy=expert", f"out_dir={tmp_path}"])
     run = to_dataclass(cfg, DeployConfig)
     run.robot = to_dataclass(cfg.robot, RobotConfig)
     assert run.arm == "so100"
-    task, length, contract = _resolve_policy(run)
+    task, length, contract = resolve_policy(run)
     assert (task, length, contract.arm, contract.control_mode) == ("pick_cube", 150, "so100", "pd_joint_delta_pos")
-    params = _node_params(run, task, length, "dds", rgb=False)
+    params = node_params(run, task, length, "dds", rgb=False)
     sim = params["sim2real_sim_robot"]["ros__parameters"]
     policy = params["sim2real_policy_node"]["ros__parameters"]
     assert sim["arm"] == "so100" and policy["arm"] == "so100"
