@@ -214,10 +214,10 @@ class PolicyNodeCore:
                                    f"converts ({', '.join(CONTROL_MODES)})")
         # Everything arm-specific comes from the description: chain, joint names, gripper mapping,
         # action scales and which IK the arm can do (configs/arm/<arm>.yaml).
-        self.arm = load_arm(params.arm)
+        # A `urdf` parameter replaces the description's file only: its limits and TCP still apply.
+        self.arm = load_arm(params.arm, urdf=params.urdf or None)
         if model is None:
-            model = self.arm.chain if not params.urdf else KinematicChain.from_urdf(
-                params.urdf, self.arm.base_link, self.arm.tcp_link, self.arm.gripper.joint_names)
+            model = self.arm.chain
         if contract.control_mode not in self.arm.control.modes:
             raise ContractMismatch(f"the checkpoint's control_mode {contract.control_mode!r} is not one arm "
                                    f"{params.arm!r} is driven with ({', '.join(self.arm.control.modes)}; "

@@ -174,3 +174,37 @@ def test_scripted_pick_through_the_node_core_and_the_simulated_arm() -> None:
         wins += sim.success
     # 7 of 8 episodes (seeds 1000-1007, target domain) when measured.
     assert wins >= 1
+
+
+def test_a_urdf_override_keeps_the_descriptions_limits_and_tcp(tmp_path) -> None:
+    import shutil
+
+    from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams
+    from sim2real.contract import Contract, Feature
+
+    described = load_arm("so100")
+    copy = tmp_path / "so100.urdf"
+    shutil.copy(described.urdf, copy)
+    (tmp_path / "meshes").symlink_to(described.urdf.parent / "meshes")
+    arm = load_arm("so100", urdf=copy)
+    assert arm.urdf == copy and np.all(arm.chain.velocity_limits == 3.0)  # the URDF's are 0 (none)
+    q = np.array([0.0, -0.8, 0.8, 0.3, 0.0])
+    assert np.allclose(arm.fk(q)[0], described.fk(q)[0])  # tcp_offset applied
+    contract = Contract({"qpos": Feature((6,)), "qvel": Feature((6,)), "tcp_pose": Feature((7,))}, action_dim=6,
+                        control_mode="pd_joint_delta_pos", arm="so100")
+
+    class Still:
+        def __init__(self) -> None:
+            self.contract = contract
+
+        def act(self, obs):
+            return np.zeros(6)
+
+        def reset(self) -> None:
+            pass
+
+    core = PolicyNodeCore(Still(), PolicyNodeParams(arm="so100", policy="reach", reach_target=[0, 0, 0],
+                                                     object_pose_topic="", goal_topic="", urdf=str(copy)))
+    assert np.all(core.model.velocity_limits == 3.0)
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        load_arm("so100", urdf=tmp_path / "missing.urdf")

@@ -128,9 +128,8 @@ class RosbagReader:
                  model: KinematicChain | None = None) -> None:
         _check_options(options)
         self.contract, self.options, self.task = contract, options, task
-        arm = load_arm(contract.arm)
-        self.model = model or (KinematicChain.from_urdf(options.urdf, arm.base_link, arm.tcp_link,
-                                                        arm.gripper.joint_names) if options.urdf else arm.chain)
+        # options.urdf replaces the description's file only: its limits and TCP still apply.
+        self.model = model or load_arm(contract.arm, urdf=options.urdf or None).chain
         # The joints every joint state and command are read against: the arm's, then its gripper's.
         self.arm_joints = tuple(self.model.joint_names)
         self.joint_names = self.arm_joints + tuple(self.model.gripper_limits)

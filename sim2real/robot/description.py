@@ -211,12 +211,19 @@ def arm_urdf_path(name_or_path: str | Path) -> Path:
     return ArmYaml.read(arm_config_path(name_or_path)).urdf_path()
 
 
-def load_arm(name_or_path: str | Path) -> ArmDescription:
-    """Read and check an arm description: a name in configs/arm/ ("panda") or a YAML path."""
+def load_arm(name_or_path: str | Path, urdf: str | Path | None = None) -> ArmDescription:
+    """Read and check an arm description: a name in configs/arm/ ("panda") or a YAML path.
+
+    `urdf` replaces the file the YAML names (a copy of it on a machine without its package, or a
+    calibrated one): everything else, the tightened limits and the TCP offset included, still
+    comes from the YAML, and is checked against that file.
+    """
     raw = ArmYaml.read(arm_config_path(name_or_path))
     raw.allow_only(("name", "urdf", "joints", "base_link", "tcp_link", "tcp_offset", "rest", "gripper", "ik",
                     "control", "limits"))
-    urdf = raw.urdf_path()
+    if urdf is not None and not Path(urdf).is_file():
+        raise FileNotFoundError(f"urdf {urdf}: not a file (it replaces the URDF {raw.path} names)")
+    urdf = Path(urdf) if urdf is not None else raw.urdf_path()
     tree = read_urdf(urdf)
     base_link, tcp_link = raw.string("base_link"), raw.string("tcp_link")
     joint_names = _check_chain(raw, tree, base_link, tcp_link)
