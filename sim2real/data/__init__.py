@@ -9,8 +9,9 @@
 
 from sim2real.data.episode import DatasetError, Episode, EpisodeStats, Moments
 from sim2real.data.recorder import EpisodeRecorder
-from sim2real.data.hdf5 import (DatasetMetadata, DatasetSummary, DatasetWriter, inspect_dataset, iter_episodes,
-                                read_dataset, read_metadata, write_dataset)
+from sim2real.data.hdf5 import (DatasetMetadata, DatasetSummary, inspect_dataset, iter_episodes, read_dataset,
+                                read_metadata)
+from sim2real.data.hdf5_writer import DatasetWriter, write_dataset
 from sim2real.data.config import DatasetConfig, Part
 from sim2real.data.formats import FORMATS, dataset_config, detect_format, inspect_source, read_episodes
 
