@@ -146,7 +146,7 @@ def action_errors(task: str, episodes: list[Any]) -> np.ndarray:
 
 def causes(bags: Path, contract: Any) -> dict[str, np.ndarray]:
     """Per control tick of the successful bags: |read-back action - decided action| by cause."""
-    from sim2real.ros import messages as m
+    from sim2real.ros import policy_action as pa
     from sim2real.ros.episodes import read_index
     from sim2real.robot.arm_model import ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets
     from robot_bridge.safety import SafetyLimits
@@ -181,7 +181,7 @@ def causes(bags: Path, contract: Any) -> dict[str, np.ndarray]:
         rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         ref_quat = None
         for k, msg in enumerate(intents.msgs):
-            decision = m.parse_policy_action(msg)
+            decision = pa.parse_policy_action(msg)
             action, stamp = decision.action, decision.observation_stamp_ns
             c = int(np.searchsorted(commands.times, intents.times[k], side="right")) - 1
             if c < 0 or stamp < joints.times[0] or (k and commands.times[c] <= intents.times[k - 1]):

@@ -20,7 +20,7 @@ start, naming what is missing, when the first joint state lacks a contract joint
 never arrives.
 
 Every tick the policy acts, `action_topic` (`~/action` by default) gets the action it decided
-before the safety filter (`std_msgs/Float64MultiArray`, sim2real.ros.messages.policy_action):
+before the safety filter (`std_msgs/Float64MultiArray`, sim2real.ros.policy_action):
 the normalised action, whether the filter changed or held the command, the stamps of the joint
 state and of every other input the action was computed from, and the count of decisions since
 the policy's last reset. Recorded beside the commands, it lets a demo reader learn what the
@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.ros import messages as m
+from sim2real.ros import policy_action as pa
 from sim2real.robot.arm_model import (
     ActionScales, action_dim, ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets,
 )
@@ -324,7 +325,7 @@ class PolicyNodeCore:
         message = self._message(command) if command.sent and not command.watchdog_tripped else None
         intent = None
         if action is not None and np.all(np.isfinite(action)):
-            intent = m.policy_action(action, self._changed(target, command, message is None), observed_ns,
+            intent = pa.policy_action(action, self._changed(target, command, message is None), observed_ns,
                                      self.steps_since_reset, inputs_ns)
             self.steps_since_reset += 1
         compute = self.timer() - start

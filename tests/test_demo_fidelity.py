@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from sim2real.ros import messages as m  # noqa: E402
+from sim2real.ros import policy_action as pa  # noqa: E402
 from robot_bridge.bag_recorder import BagRecorder  # noqa: E402
 from sim2real.ros.observation import POINT_STAMPED  # noqa: E402
 from robot_bridge.policies import ExpertPolicy, ReachPolicy  # noqa: E402
@@ -100,17 +101,17 @@ def read(bags: Path, task: str, **rosbag: Any) -> tuple[dict[str, Any], list[Any
 
 
 def test_policy_action_message_round_trip_and_refusals() -> None:
-    msg = m.policy_action([0.5, -1.0, 0.25, 1.0], True, 1_733_000_000_123_456_789, 7)
-    back = m.parse_policy_action(m.deserialize(m.serialize(msg), m.FLOAT64_MULTI_ARRAY))
+    msg = pa.policy_action([0.5, -1.0, 0.25, 1.0], True, 1_733_000_000_123_456_789, 7)
+    back = pa.parse_policy_action(m.deserialize(m.serialize(msg), m.FLOAT64_MULTI_ARRAY))
     assert back.action.tolist() == [0.5, -1.0, 0.25, 1.0] and back.safety_changed and back.policy_step == 7
     assert back.observation_stamp_ns == 1_733_000_000_123_456_789
     assert [d.label for d in msg.layout.dim] == ["action", "safety_changed", "observation_stamp", "policy_step"]
     with pytest.raises(m.MessageError, match="expected dims labelled"):
-        m.parse_policy_action(m.float64_multi_array([0.1, 0.2, 0.3]))  # a command, not a decided action
-    bad = m.policy_action([0.1], False, 5, 0)
+        pa.parse_policy_action(m.float64_multi_array([0.1, 0.2, 0.3]))  # a command, not a decided action
+    bad = pa.policy_action([0.1], False, 5, 0)
     bad.data[-2] = 2e9  # nanoseconds past a second
     with pytest.raises(m.MessageError, match="is not \\(sec, nanosec\\)"):
-        m.parse_policy_action(bad)
+        pa.parse_policy_action(bad)
 
 
 def test_the_node_publishes_its_decided_action_and_whether_the_filter_changed_it() -> None:
@@ -121,20 +122,20 @@ def test_the_node_publishes_its_decided_action_and_whether_the_filter_changed_it
     now = 1e6
     core.on_joint_state(sim.joint_state_msg(now), now)
     reach.target = core.obs.observation()["tcp_pose"][:3].astype(np.float64)
-    still = m.parse_policy_action(core.tick(now).intent)
+    still = pa.parse_policy_action(core.tick(now).intent)
     assert np.allclose(still.action[:3], 0.0, atol=1e-6) and still.action[3] == 1.0
     assert still.observation_stamp_ns == round(now * NS) and not still.safety_changed and still.policy_step == 0
     reach.target = reach.target + np.array([0.3, 0.0, 0.0])  # a full step: more than the filter's step limit
     now += 0.05
     core.on_joint_state(sim.joint_state_msg(now), now)
     far = core.tick(now)
-    decided = m.parse_policy_action(far.intent)
+    decided = pa.parse_policy_action(far.intent)
     assert decided.action[0] == 1.0 and decided.safety_changed and decided.observation_stamp_ns == round(now * NS)
     assert decided.policy_step == 1 and any("step/velocity limit" in r for r in far.reasons)
     core.reset_episode()  # a new episode: the policy starts over, and so does the count
     now += 0.05
     core.on_joint_state(sim.joint_state_msg(now), now)
-    assert m.parse_policy_action(core.tick(now).intent).policy_step == 0
+    assert pa.parse_policy_action(core.tick(now).intent).policy_step == 0
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,7 @@ def test_decisions_before_the_node_heard_of_the_episode_are_not_part_of_it(tmp_p
     bags, ticks = record_expert(tmp_path, "push_cube", [5, 6], late_reset=2)
     _, episodes = read(bags, "push_cube")
     for ep, results in zip(episodes, ticks):
-        steps = [m.parse_policy_action(r.intent).policy_step for r in results]
+        steps = [pa.parse_policy_action(r.intent).policy_step for r in results]
         assert steps[2] == 0 and 0 not in steps[:2]  # two decisions made with the last episode's plan
         np.testing.assert_allclose(ep.actions.numpy(), np.stack([r.action for r in results[2:]]), atol=1e-6)
     replayed = replay_expert("push_cube", episodes[1].obs, episodes[1].length).numpy()

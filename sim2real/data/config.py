@@ -99,7 +99,7 @@ class RosbagOptions:
             name) or std_msgs/Float64MultiArray (in `command_joints` order) -> actions.
         command_joints: joint order of Float64MultiArray commands; []: the 9 Panda joints.
         action_topic: the policy node's decided actions before its safety filter
-            (std_msgs/Float64MultiArray, sim2real.ros.messages.policy_action; `~/action` of
+            (std_msgs/Float64MultiArray, sim2real.ros.policy_action; `~/action` of
             sim2real_policy_node). Where a bag has them, each one is a step: its action is the
             step's action and the observation is assembled at the stamp of the joint state the
             node acted on. "": never read.

@@ -1,7 +1,7 @@
 """The policy node's decided actions in a bag as the steps of an episode.
 
 When the policy node drives the arm it publishes, every tick, the action it decided before its
-safety filter (`~/action`, sim2real.ros.messages.policy_action) with the stamps of the joint
+safety filter (`~/action`, sim2real.ros.policy_action) with the stamps of the joint
 state and of every other input it acted on, and the count of decisions since the policy was
 reset. Each such message is one step: its action is what the demonstrator meant, and the
 observation is assembled from exactly the messages the node used. Nothing is resampled, so a
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim2real.ros import messages as m
+from sim2real.ros import policy_action as pa
 from sim2real.data.bag_streams import Bag, Segment, message_error
 from sim2real.data.episode import DatasetError
 
@@ -72,7 +73,7 @@ def decided_steps(bag: Bag, seg: Segment, ready: int, action_dim: int, period: i
     decided = []
     for i in range(lo, hi):
         try:
-            decision = m.parse_policy_action(stream.msgs[i])
+            decision = pa.parse_policy_action(stream.msgs[i])
         except m.MessageError as exc:
             raise message_error(bag, stream, i, [str(exc)]) from exc
         if decision.action.size != action_dim:
