@@ -149,7 +149,7 @@ def causes(bags: Path, contract: Any) -> dict[str, np.ndarray]:
     from sim2real.ros import policy_action as pa
     from sim2real.ros.episodes import read_index
     from sim2real.robot.arm_model import ee_delta_action_to_joint_targets, joint_delta_action_to_joint_targets
-    from robot_bridge.safety import SafetyLimits
+    from robot_bridge.safety_limits import SafetyLimits
     from sim2real.config import load_preset
     from sim2real.data import DatasetConfig
     from sim2real.data.actions import binary_gripper_actions, targets_to_actions

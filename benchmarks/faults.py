@@ -192,7 +192,7 @@ def run_dds_case(case: str, cfg: FaultConfig, domain: str, workdir: Path) -> Cas
     from sim2real.robot.arm_model import RobotModel
     from robot_bridge.policy_loop import run_policy_node
     from robot_bridge.policy_node import PolicyNodeParams
-    from robot_bridge.safety import SafetyLimits
+    from robot_bridge.safety_limits import SafetyLimits
 
     require_network_namespace(False, "faults transport=dds")
     policy = AlternatingReach()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_bridge.safety import SafetyLimits
+from robot_bridge.safety_limits import SafetyLimits
 from sim2real.robot.arm_model import RobotModel
 from sim2real.ros import messages as m
 from sim2real.ros.observation import JOINT_NAMES

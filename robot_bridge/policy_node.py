@@ -58,7 +58,8 @@ from sim2real.robot.kinematics import KinematicChain
 from sim2real.ros.observation import Frames, ObservationAssembler
 from robot_bridge.policies import CheckpointPolicy, ExpertPolicy, Policy, ReachPolicy, make_policy
 from robot_bridge.policy_params import NODE_NAME, PolicyNodeParams, policy_node_params
-from robot_bridge.safety import SafeCommand, SafetyFilter, SafetyLimits
+from robot_bridge.safety import SafeCommand, SafetyFilter
+from robot_bridge.safety_limits import SafetyLimits
 from sim2real.contract import ContractMismatch
 
 CONTROL_MODES = ("pd_ee_delta_pos", "pd_joint_delta_pos")

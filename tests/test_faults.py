@@ -27,7 +27,8 @@ from robot_bridge.faults import CASES, CaseResult, FaultConfig, FaultLink, run_c
 from sim2real.robot.arm_model import RobotModel  # noqa: E402
 from sim2real.ros.observation import JOINT_NAMES  # noqa: E402
 from robot_bridge.policy_node import RESYNC_AFTER_S, PolicyNodeCore, PolicyNodeParams, ReachPolicy  # noqa: E402
-from robot_bridge.safety import SafeCommand, SafetyFilter, SafetyLimits  # noqa: E402
+from robot_bridge.safety import SafeCommand, SafetyFilter  # noqa: E402
+from robot_bridge.safety_limits import SafetyLimits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = RobotModel.from_urdf()

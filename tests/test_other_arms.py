@@ -18,7 +18,8 @@ pytest.importorskip("rosbags")
 pytest.importorskip("mani_skill")  # the URDFs ship in its wheel (located, not imported)
 
 from robot_bridge.policy_node import PolicyNodeCore, PolicyNodeParams  # noqa: E402
-from robot_bridge.safety import SafetyConfigError, SafetyFilter, SafetyLimits  # noqa: E402
+from robot_bridge.safety import SafetyFilter  # noqa: E402
+from robot_bridge.safety_limits import SafetyConfigError, SafetyLimits  # noqa: E402
 from sim2real.contract import Contract, ContractMismatch, Feature  # noqa: E402
 from sim2real.robot import load_arm  # noqa: E402
 from sim2real.robot.description import ARM_CONFIG_DIR  # noqa: E402

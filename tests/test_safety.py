@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim2real.robot.arm_model import RobotModel
-from robot_bridge.safety import SafetyConfigError, SafetyFilter, SafetyLimits
+from robot_bridge.safety import SafetyFilter
+from robot_bridge.safety_limits import SafetyConfigError, SafetyLimits
 
 MODEL = RobotModel.from_urdf()
 LIMITS = SafetyLimits.from_model(MODEL)
