@@ -208,3 +208,39 @@ def test_a_urdf_override_keeps_the_descriptions_limits_and_tcp(tmp_path) -> None
     assert np.all(core.model.velocity_limits == 3.0)
     with pytest.raises(FileNotFoundError, match="not a file"):
         load_arm("so100", urdf=tmp_path / "missing.urdf")
+
+
+SO100_DEPLOY = """
+import dataclasses, json, sys
+from robot_bridge.deploy import run_deploy
+from robot_bridge.deploy_config import DeployConfig, RobotConfig
+cfg = DeployConfig(arm="so100", task="pick_cube", policy={{"policy": "expert"}}, episodes=1, transport="dds",
+                   robot=RobotConfig(kind="sim", domain="target", episode_length={length}),
+                   record_dir={record!r}, out_dir={out!r}, startup_timeout_s=40)
+result = run_deploy(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))
+print(json.dumps(dataclasses.asdict(result)))
+"""
+
+
+def test_an_so100_bag_records_over_ros2_and_reads_back(tmp_path) -> None:
+    """The record phase's path on the SO-100: the sim arm and the node over DDS, one bag, read back
+    with dataset=ros2_sim_so100 into the SO-100's contract."""
+    from bridge_netns import Proc, run_in_netns
+
+    from sim2real.data import read_episodes
+    from sim2real.data.formats import dataset_config
+    from sim2real.ros.episodes import read_index
+
+    length, record, out = 40, tmp_path / "bags", tmp_path / "run"
+    res = run_in_netns(Proc("deploy", SO100_DEPLOY.format(length=length, record=str(record), out=str(out))),
+                       domain_id=57, timeout_s=100)["deploy"].check()
+    assert res.json()["steps"] == [length], res.describe()
+    assert [(i.task, i.seed) for i in read_index(record)] == [("pick_cube", 1000)]
+    contract = task_contract("pick_cube", "state", "pd_joint_delta_pos", arm="so100")
+    _, episodes = read_episodes(record, "rosbag2", dataset_config("ros2_sim_so100"), contract=contract)
+    (ep,) = episodes
+    assert ep.obs["qpos"].shape[1:] == (6,) and ep.actions.shape[1] == 6
+    assert ep.meta["action_source"] == "intent" and np.abs(ep.actions.numpy()[:, :5]).max() > 0.3
+    # The TCP read back (FK of the recorded joints, shifted by the scene's base) is where the arm
+    # starts in the task frame: above the spawn square.
+    assert np.all(np.abs(ep.obs["tcp_pose"][0, :2].numpy()) < 0.06)
