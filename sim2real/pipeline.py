@@ -338,7 +338,7 @@ class Pipeline:
             "throughput": {"env_steps_per_s": pre["env_steps_per_s"], "updates_per_s": pre["updates_per_s"],
                            "finetune_updates_per_s": done["finetune"]["updates_per_s"]},
         }
-        config = {**asdict(c), "target_domain": asdict(self.target)}
+        config = {**asdict(c), "task": asdict(self.task), "target_domain": asdict(self.target)}
         summary = report.write_json(folder / "summary.json",
                                     {"arm": done["finetune"].get("arm"), "config": config, "figures": figures})
         self.say(md.read_text().rstrip())
