@@ -55,7 +55,8 @@ from sim2real.robot.arm_model import (
 )
 from sim2real.robot.description import load_arm
 from sim2real.robot.kinematics import KinematicChain
-from sim2real.ros.observation import Frames, ObservationAssembler
+from sim2real.ros.frames import Frames
+from sim2real.ros.observation import ObservationAssembler
 from robot_bridge.policies import CheckpointPolicy, ExpertPolicy, Policy, ReachPolicy, make_policy
 from robot_bridge.policy_params import NODE_NAME, PolicyNodeParams, policy_node_params
 from robot_bridge.safety import SafeCommand, SafetyFilter
@@ -173,7 +174,7 @@ class PolicyNodeCore:
         if params.camera_topic:
             sources["rgb"] = params.camera_topic
         base_frame = params.base_frame or self.arm.base_link
-        frames = Frames(base_frame, params.task_frame, tuple(params.base_in_task))  # type: ignore[arg-type]
+        frames = Frames(base_frame, params.task_frame, tuple(params.base_in_task))
         crop = tuple(params.camera_crop) if params.camera_crop else None
         self.obs = ObservationAssembler(contract, self.model, sources, frames, params.max_input_age_s,
                                         params.ignore_unknown_joints, crop)  # type: ignore[arg-type]
@@ -245,6 +246,11 @@ class PolicyNodeCore:
     def on_image(self, msg: Any, now: float) -> list[str]:
         reasons = self.obs.on_image(msg, now)
         return self._reject("camera", reasons) if reasons else []
+
+    def on_tf(self, msg: Any, static: bool = False) -> list[str]:
+        """tf2_msgs/TFMessage from /tf or /tf_static: frames inputs may be expressed in."""
+        reasons = self.obs.on_tf(msg, static)
+        return self._reject("tf_static" if static else "tf", reasons) if reasons else []
 
     def on_estop(self, msg: Any) -> None:
         """std_msgs/Bool: true latches the e-stop; false does nothing (only ~/reset_estop clears it)."""

@@ -21,6 +21,7 @@ from rosbags.rosbag2 import Reader, ReaderError
 
 from sim2real.ros import messages as m
 from sim2real.ros.episodes import INDEX_FILE, parse_marker
+from sim2real.ros.frames import TF_MESSAGE
 from sim2real.ros.observation import POINT_STAMPED
 from sim2real.data.episode import DatasetError
 from sim2real.data.resample import NS
@@ -37,8 +38,10 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "success": ("success", (m.BOOL,)),
     "marker": ("episode boundaries", (m.STRING, m.BOOL)),
     "episode": ("episode metadata", (m.STRING,)),
+    "tf": ("moving frames", (TF_MESSAGE,)),
+    "tf_static": ("fixed frames", (TF_MESSAGE,)),
 }
-OPTIONAL_ROLES = ("marker", "episode", "intent")
+OPTIONAL_ROLES = ("marker", "episode", "intent", "tf", "tf_static")
 
 
 @dataclass

@@ -123,7 +123,11 @@ class RosbagOptions:
             (0.5: mid-period, tolerating +-half a period of jitter in a 20 Hz command stream).
         max_gap_periods: a required topic silent for longer than this many control periods
             inside an episode is an error.
-        base_frame / task_frame / base_in_task: frames, as the policy node's parameters.
+        base_frame / task_frame / base_in_task: frames, as the policy node's parameters
+            (`base_in_task`: [x, y, z] or [x, y, z, qx, qy, qz, qw], used where the recorded tf
+            does not connect the base and task frames).
+        tf_topic / tf_static_topic: the recorded tf2 transforms (tf2_msgs/TFMessage) that poses
+            in other frames (`world`, a camera's) are resolved through; absent topics are fine.
         ignore_unknown_joints: drop joints other than the Panda's instead of refusing the log.
         urdf: the arm's URDF; "": ManiSkill's panda_v2.urdf.
     """
@@ -152,6 +156,8 @@ class RosbagOptions:
     base_frame: str = "panda_link0"
     task_frame: str = "table"
     base_in_task: list[float] = field(default_factory=lambda: [-0.615, 0.0, 0.0])
+    tf_topic: str = "/tf"
+    tf_static_topic: str = "/tf_static"
     ignore_unknown_joints: bool = False
     urdf: str = ""
 

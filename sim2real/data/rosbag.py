@@ -53,7 +53,8 @@ import torch
 from sim2real.ros import messages as m
 from sim2real.robot.description import load_arm
 from sim2real.robot.kinematics import KinematicChain
-from sim2real.ros.observation import Frames, ObservationAssembler
+from sim2real.ros.frames import FrameGraph, Frames, base_in_task_matrix
+from sim2real.ros.observation import ObservationAssembler
 from sim2real.contract import Contract, ContractMismatch
 from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
 from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag, \
@@ -85,14 +86,17 @@ def _check_options(opts: RosbagOptions) -> None:
         raise DatasetError("rosbag option actions=intent needs action_topic (the policy node's ~/action)")
     if not 0.0 <= opts.command_phase <= 1.0:
         raise DatasetError(f"rosbag option command_phase={opts.command_phase}: expected a fraction in [0, 1]")
-    if len(opts.base_in_task) != 3:
-        raise DatasetError(f"rosbag option base_in_task={list(opts.base_in_task)}: expected 3 numbers (x, y, z)")
+    try:
+        base_in_task_matrix(opts.base_in_task, "rosbag option base_in_task")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def _roles(opts: RosbagOptions, contract: Contract) -> dict[str, str]:
     """role -> topic for what this contract needs (roles without a topic left out)."""
     wanted = {"joints": opts.joint_states_topic, "command": opts.command_topic, "success": opts.success_topic,
-              "marker": opts.marker_topic, "episode": opts.episode_topic}
+              "marker": opts.marker_topic, "episode": opts.episode_topic,
+              "tf": opts.tf_topic, "tf_static": opts.tf_static_topic}
     if "obj_pose" in contract.features:
         wanted["object"] = opts.object_pose_topic
     if "tcp_pose" in contract.features:
@@ -143,7 +147,7 @@ class RosbagReader:
             sources["goal_pos"] = options.goal_topic or "parameter goal_pos"
         if "camera" in self.roles:
             sources["rgb"] = options.camera_topic
-        frames = Frames(options.base_frame, options.task_frame, tuple(options.base_in_task))  # type: ignore[arg-type]
+        frames = Frames(options.base_frame, options.task_frame, tuple(options.base_in_task))
         crop = tuple(options.camera_crop) if options.camera_crop else None
         try:
             # No staleness limit: the reader checks gaps itself, against the log's own clock.
@@ -166,9 +170,22 @@ class RosbagReader:
         bags = find_bags(path)
         for bag_path in bags:
             bag = load_bag(bag_path, self.roles, self.options.time_source)
+            self._frames_of(bag)
             for segment in episode_segments(bag, self.options.episodes, self.options.marker_topic):
                 episodes.append(self.episode(bag, segment))
         return episodes, {"bags": len(bags), **fidelity(episodes, self.contract.action_dim)}
+
+    def _frames_of(self, bag: Bag) -> None:
+        """The bag's recorded /tf and /tf_static, whole, as the frames poses are resolved through
+        (each pose at its own stamp); a bag without them resolves through base_in_task only."""
+        graph = FrameGraph(history_s=math.inf)
+        for role, static in (("tf_static", True), ("tf", False)):
+            stream = bag.streams.get(role)
+            for i, msg in enumerate(stream.msgs if stream else ()):
+                reasons = graph.add_message(msg, static)
+                if reasons:
+                    raise message_error(bag, stream, i, reasons)  # type: ignore[arg-type]
+        self.assembler.frames.graph = graph
 
     # ---- one episode -------------------------------------------------------------------------
     def episode(self, bag: Bag, seg: Segment) -> Episode:

@@ -6,12 +6,13 @@ all in the task (table) frame, and optionally `rgb` uint8 [3, H, W]. On the robo
 
 - joint states arrive in any order and are reordered by name; velocities give `qvel`;
 - `tcp_pose` is forward kinematics of the measured joints (the arm's chain), moved from the base
-  frame to the task frame (the base sits at `base_in_task`, not rotated, as in tasks.layout),
+  frame to the task frame (by tf when it connects them, else `base_in_task`, as in tasks.layout),
   with the quaternion written the way MuJoCo writes it (`mujoco_quat`: for the gripper pointing
   down w is near 0 and the sign convention decides whether x is +1 or -1, which the policy saw);
 - object poses (`PoseStamped`, quaternion x, y, z, w) and goals (`PointStamped`/`PoseStamped` or a
-  parameter) come in the base frame or the task frame, named by `header.frame_id` (empty means
-  the base frame); no TF lookups are made;
+  parameter) come in any frame `header.frame_id` names (empty means the base frame) that the
+  transforms from `/tf` and `/tf_static` connect to the task frame (sim2real.ros.frames), looked
+  up at the message's stamp; the base and task frames resolve without tf through `base_in_task`;
 - camera frames (`Image` or `CompressedImage`) are decoded, cropped and resized with OpenCV.
 
 A message that cannot be used is rejected with reasons and changes nothing.
@@ -29,6 +30,7 @@ import numpy as np
 from sim2real.ros import messages as m
 from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES
 from sim2real.robot.kinematics import KinematicChain
+from sim2real.ros.frames import Frames, matrix_to_quat_wxyz, quat_wxyz_multiply
 from sim2real.ros.images import crop_resize, decode_image
 from sim2real.contract import Contract, ContractMismatch
 
@@ -36,6 +38,7 @@ JOINT_NAMES = ARM_JOINT_NAMES + FINGER_JOINT_NAMES
 # tasks.layout.ROBOT_BASE_POS, copied because importing `tasks` pulls in torch and Hydra
 # (tests/test_policy_node.py checks that the two agree).
 BASE_IN_TASK = (-0.615, 0.0, 0.0)
+__all__ = ["BASE_IN_TASK", "Frames", "JointReading", "ObservationAssembler", "mujoco_quat"]
 POINT_STAMPED = "geometry_msgs/msg/PointStamped"
 # What the bridge can assemble besides qpos and qvel (one value per joint of the arm's model, arm
 # then gripper: the assembler sizes them), with the shapes the tasks give them.
@@ -62,29 +65,6 @@ def mujoco_quat(rot: np.ndarray) -> np.ndarray:
         z = 0.5 * math.sqrt(1.0 - r[0] - r[4] + r[8])
         q = np.array([0.25 * (r[3] - r[1]) / z, 0.25 * (r[2] + r[6]) / z, 0.25 * (r[5] + r[7]) / z, z])
     return q / np.linalg.norm(q)
-
-
-@dataclass(frozen=True)
-class Frames:
-    """The two frames inputs may be expressed in.
-
-    Args:
-        base_frame: the robot base frame's name (joint-state FK, and inputs with empty frame_id).
-        task_frame: the frame the policy observes in (ManiSkill's table frame).
-        base_in_task: the base frame's origin in the task frame (same orientation).
-    """
-
-    base_frame: str = "panda_link0"
-    task_frame: str = "table"
-    base_in_task: tuple[float, float, float] = BASE_IN_TASK
-
-    def to_task(self, position: np.ndarray, frame_id: str) -> np.ndarray | None:
-        """A position in `frame_id` expressed in the task frame; None for an unknown frame."""
-        if frame_id in ("", self.base_frame):
-            return position + np.asarray(self.base_in_task)
-        if frame_id == self.task_frame:
-            return position
-        return None
 
 
 @dataclass(frozen=True)
@@ -129,11 +109,12 @@ class ObservationAssembler:
     """
 
     def __init__(self, contract: Contract, model: KinematicChain, sources: Mapping[str, str],
-                 frames: Frames = Frames(), max_input_age_s: float = 0.5, ignore_unknown_joints: bool = False,
+                 frames: Frames | None = None, max_input_age_s: float = 0.5, ignore_unknown_joints: bool = False,
                  image_crop: tuple[int, int, int, int] | None = None) -> None:
         self.contract = contract
         self.model = model
-        self.frames = frames
+        # Each assembler has its own frames: their tf graph fills as messages arrive.
+        self.frames = frames if frames is not None else Frames()
         self.max_input_age_s = max_input_age_s
         self.ignore_unknown_joints = ignore_unknown_joints
         self.image_crop = image_crop
@@ -233,11 +214,16 @@ class ObservationAssembler:
         norm = float(np.linalg.norm(xyzw))
         if abs(norm - 1.0) > 1e-3:
             return [f"object pose quaternion has norm {norm:.4f}, expected 1"]
-        task = self.frames.to_task(position, frame)
-        if task is None:
+        stamp = m.stamp_to_seconds(msg.header.stamp)  # type: ignore[attr-defined]
+        to_task = self.frames.to_task_matrix(frame, stamp if stamp > 0 else None)
+        if to_task is None:
             return [self._frame_reason("object pose", frame)]
-        wxyz = np.array([xyzw[3], xyzw[0], xyzw[1], xyzw[2]]) / norm
-        return self._store("obj_pose", np.concatenate([task, wxyz]), m.stamp_to_seconds(msg.header.stamp), now)
+        position = to_task[:3, :3] @ position + to_task[:3, 3]
+        # Composed as quaternions, not through a matrix, so the sign the sender chose survives
+        # (an identity frame change returns the published quaternion exactly).
+        wxyz = quat_wxyz_multiply(matrix_to_quat_wxyz(to_task[:3, :3]),
+                                  np.array([xyzw[3], xyzw[0], xyzw[1], xyzw[2]]) / norm)
+        return self._store("obj_pose", np.concatenate([position, wxyz]), stamp, now)
 
     def on_goal(self, msg: object, now: float) -> list[str]:
         """geometry_msgs/PointStamped or PoseStamped of the goal -> goal_pos (task frame)."""
@@ -246,10 +232,11 @@ class ObservationAssembler:
         position = np.array([point.x, point.y, point.z])
         if not _finite(position):
             return [f"goal has NaN/inf: {position.tolist()}"]
-        task = self.frames.to_task(position, frame)
+        stamp = m.stamp_to_seconds(msg.header.stamp)  # type: ignore[attr-defined]
+        task = self.frames.to_task(position, frame, stamp if stamp > 0 else None)
         if task is None:
             return [self._frame_reason("goal", frame)]
-        return self._store("goal_pos", task, m.stamp_to_seconds(msg.header.stamp), now)  # type: ignore[attr-defined]
+        return self._store("goal_pos", task, stamp, now)
 
     def set_goal(self, position: tuple[float, ...] | list[float], frame: str, now: float) -> None:
         """A fixed goal from a parameter (raises ValueError for a bad value or frame)."""
@@ -278,15 +265,19 @@ class ObservationAssembler:
             return [f"camera frame: {exc}"]
         return self._store("rgb", image, m.stamp_to_seconds(msg.header.stamp), now)  # type: ignore[attr-defined]
 
+    def on_tf(self, msg: object, static: bool = False) -> list[str]:
+        """tf2_msgs/TFMessage from /tf (static False) or /tf_static -> the frame graph."""
+        return self.frames.graph.add_message(msg, static)
+
     def _frame_reason(self, what: str, frame: str) -> str:
-        return (f"{what} is in frame {frame!r}; expected {self.frames.base_frame!r} (or empty) or "
-                f"{self.frames.task_frame!r} (no TF lookups: publish it in one of them)")
+        return f"{what} is in frame {frame!r}, which does not resolve; expected {self.frames.describe()}"
 
     # ---- the observation ---------------------------------------------------------------------
-    def tcp_pose(self, arm_q: np.ndarray) -> np.ndarray:
+    def tcp_pose(self, arm_q: np.ndarray, time: float | None = None) -> np.ndarray:
         """TCP position (task frame) and orientation (w, x, y, z, MuJoCo's convention) [7]."""
         rot, pos = self.model.fk_matrix(arm_q)
-        return np.concatenate([pos + np.asarray(self.frames.base_in_task), mujoco_quat(rot)])
+        base = self.frames.base_to_task(time)
+        return np.concatenate([base[:3, :3] @ pos + base[:3, 3], mujoco_quat(base[:3, :3] @ rot)])
 
     def missing(self, now: float) -> list[str]:
         """Why no observation can be made now ([] when one can)."""
@@ -310,7 +301,7 @@ class ObservationAssembler:
         if self.joints is None:
             raise RuntimeError("observation(): no joint state yet (check missing() first)")
         values = {"qpos": self.joints.position, "qvel": self.joints.velocity,
-                  "tcp_pose": self.tcp_pose(self.joints.position[:self.model.dof])}
+                  "tcp_pose": self.tcp_pose(self.joints.position[:self.model.dof], self.joints.stamp)}
         out = {}
         for name, feature in self.contract.features.items():
             if feature.kind == "rgb":
