@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 
 from sim2real.ros import messages as m
+from sim2real.ros.camera_info import CAMERA_INFO
+from sim2real.ros.frames import TF_MESSAGE
 from sim2real.ros.observation import POINT_STAMPED
 from robot_bridge.ros_params import RosArgs, parse_ros_args, to_params
 from robot_bridge.sim_robot_core import (
@@ -87,6 +89,11 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
         if params.camera:
             kind = m.IMAGE if params.camera_format == "raw" else m.COMPRESSED_IMAGE
             camera = transport.publisher(topic(params.camera_topic), kind, QoS.SENSOR_DATA)
+        camera_info = transport.publisher(topic(params.camera_info_topic), CAMERA_INFO) \
+            if camera is not None and params.camera_info_topic else None
+        tf_static = transport.publisher(topic(params.tf_static_topic), TF_MESSAGE,
+                                        QoS(reliable=True, depth=1, transient_local=True)) \
+            if camera_info is not None and params.tf_static_topic else None
         status_pub = transport.publisher(topic("~/status"), m.STRING)
         episode_pub = transport.publisher(topic("~/episode"), INT32)
         events: list[dict[str, Any]] = [core.status("reset")]
@@ -123,6 +130,8 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
                     event["realtime_lag_s"] = round(lag, 3)
                     status_pub.publish(m.string_msg(json.dumps(event)))
                 episode_pub.publish(int32_msg(core.episode))
+                if tf_static is not None:  # latched, and repeated for subscribers that missed it
+                    tf_static.publish(core.camera_tf_msg(time.time()))
                 if not events:
                     next_status = now + 1.0
                 events.clear()
@@ -145,7 +154,10 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
                     lag += now - next_state
                     next_state = now + period
             if camera is not None and now >= next_camera:
-                camera.publish(core.camera_msg(time.time()))
+                stamp = time.time()
+                camera.publish(core.camera_msg(stamp))
+                if camera_info is not None:
+                    camera_info.publish(core.camera_info_msg(stamp))
                 next_camera = max(next_camera + camera_period, now)
         for writer in writers:
             writer.join()

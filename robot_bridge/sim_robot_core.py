@@ -49,6 +49,17 @@ class SimRobotParams:
     camera_format: str = "jpeg"  # jpeg or png (CompressedImage), raw (Image rgb8)
     camera_rate_hz: float = 10.0
     camera_size: int = 128
+    # "": the policies' observation camera at camera_size (square); a scene camera's name, e.g.
+    # "aruco_camera" (tasks.mujoco.scene: sees the ArUco markers on the cubes): that camera at
+    # camera_width x camera_height (robot_bridge.sim_camera).
+    camera_name: str = ""
+    camera_width: int = 640
+    camera_height: int = 480
+    camera_frame: str = "camera_optical_frame"  # the images' header.frame_id (REP 103 optical frame)
+    # sensor_msgs/CameraInfo beside each image, and the optical frame's pose in the base frame on
+    # tf_static_topic; "": neither.
+    camera_info_topic: str = ""
+    tf_static_topic: str = "/tf_static"
     base_frame: str = ""  # "": the arm description's base_link
     transport: str = "auto"
     domain_id: int = -1  # -1: ROS_DOMAIN_ID from the environment
@@ -107,10 +118,12 @@ class SimRobotCore:
                              f"end and need episode_length > 0, got {params.episode_length}")
         self.domain = _domain(params)
         self._step = step_joint_targets
+        obs_camera = params.camera and not params.camera_name
         self.env = tasks.make_env(params.task, backend="mujoco", domain=self.domain,
-                                  obs_mode="rgb" if params.camera else "state", control_mode="pd_joint_delta_pos",
+                                  obs_mode="rgb" if obs_camera else "state", control_mode="pd_joint_delta_pos",
                                   image_size=params.camera_size, arm=params.arm)
         self.world = self.env.worlds[0]
+        self.camera = self._camera() if params.camera else None
         self.timestep = float(self.world.model.opt.timestep)
         self.controller_joints = list(params.controller_joints) or list(self.joint_names)
         unknown = [n for n in self.controller_joints if n not in self.joint_names]
@@ -318,15 +331,41 @@ class SimRobotCore:
         goal = np.asarray(self.env.rules.goal_pos(self.world), dtype=np.float64) - self.base_in_task
         return point_stamped(self.base_frame, goal, stamp)
 
+    def _camera(self) -> Any:
+        from robot_bridge.sim_camera import SimCamera
+        from tasks.mujoco.scene import OBS_CAMERA
+
+        p = self.params
+        if p.camera_name:
+            return SimCamera(self.env, p.camera_name, p.camera_width, p.camera_height)
+        return SimCamera(self.env, OBS_CAMERA, p.camera_size, p.camera_size) if p.camera_info_topic else None
+
     def camera_msg(self, stamp: float) -> Any:
-        frame = self.env.camera_frame(0)
+        frame = self.camera.render() if self.params.camera_name else self.env.camera_frame(0)
+        frame_id = self.params.camera_frame
         if self.params.camera_format == "raw":
-            return m.image(frame, stamp=stamp, frame_id="camera")
+            return m.image(frame, stamp=stamp, frame_id=frame_id)
         ext = ".png" if self.params.camera_format == "png" else ".jpg"
         ok, data = cv2.imencode(ext, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         if not ok:
             raise RuntimeError(f"OpenCV could not encode a {frame.shape} frame as {ext}")
-        return m.compressed_image(data.tobytes(), "png" if ext == ".png" else "jpeg", stamp=stamp, frame_id="camera")
+        return m.compressed_image(data.tobytes(), "png" if ext == ".png" else "jpeg", stamp=stamp, frame_id=frame_id)
+
+    def camera_info_msg(self, stamp: float) -> Any:
+        """The published camera's sensor_msgs/CameraInfo (a pinhole from MuJoCo's fovy)."""
+        from sim2real.ros.camera_info import camera_info
+
+        return camera_info(self.camera.intrinsics, self.params.camera_frame, stamp)
+
+    def camera_tf_msg(self, stamp: float) -> Any:
+        """tf2_msgs/TFMessage placing the camera's optical frame in the base frame (for /tf_static)."""
+        from sim2real.ros.frames import FrameGraph, pose_matrix, tf_message, transform_stamped
+
+        graph = FrameGraph()
+        graph.set_transform("table", self.base_frame, pose_matrix(self.base_in_task), static=True)
+        graph.set_transform("table", self.params.camera_frame, self.camera.optical_in_task(), static=True)
+        in_base = graph.lookup(self.base_frame, self.params.camera_frame)
+        return tf_message([transform_stamped(self.base_frame, self.params.camera_frame, in_base, stamp)])
 
     def status(self, event: str = "periodic") -> dict[str, Any]:
         status = {"node": NODE_NAME, "event": event, "task": self.params.task, "domain": self.domain.name,
@@ -337,6 +376,8 @@ class SimRobotCore:
                   # The clock the arm stamps its messages with: after a reset, what is stamped earlier is
                   # the episode before (a recorder that hears of the reset late uses this to cut).
                   "stamp_ns": time.time_ns()}
+        if self.camera is not None and self.camera.render_ms:
+            status["camera_render_p50_ms"] = round(float(np.median(self.camera.render_ms)), 3)
         if self.params.video_dir:
             status["video"] = str(self._video_path) if self._video_path is not None else None
             status["render_p50_ms"] = round(float(np.median(self.render_ms)), 3) if self.render_ms else None

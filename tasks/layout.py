@@ -83,6 +83,17 @@ RENDER_EYE = (0.6, 0.7, 0.6)
 RENDER_TARGET = (0.0, 0.0, 0.35)
 RENDER_FOVY = 1.0
 RENDER_SIZE = 256
+# The camera the simulated arm publishes for ArUco perception (robot_bridge.sim_camera): in front
+# of the workspace looking back at it, so the arm never stands between it and the cube's top face.
+# 640x480 at 45 degrees puts a 3 cm marker at about 25 px, enough for 4x4 codes and mm-level poses.
+ARUCO_CAMERA_EYE = (0.35, 0.0, 0.4)
+ARUCO_CAMERA_TARGET = (0.0, 0.0, 0.0)
+ARUCO_CAMERA_FOVY = math.radians(35.0)
+ARUCO_CAMERA_SIZE = (640, 480)  # width, height
+# The marker printed on each cube's top face: its black square spans this fraction of the face
+# (a white quiet zone around it), ids by cube index.
+ARUCO_MARKER_FRACTION = 0.75
+ARUCO_DICTIONARY = "DICT_4X4_50"
 
 
 # --- arms ----------------------------------------------------------------------------------

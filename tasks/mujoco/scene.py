@@ -32,11 +32,15 @@ CUBE_DENSITY = 1000.0  # SAPIEN's default density: a 4 cm cube weighs 64 g
 TABLE_HALF = (1.209 / 2, 2.418 / 2, 0.9196429 / 2)
 TABLE_CENTER_X = -0.12
 
-# Geom groups: 0 collision+visual, 3 markers seen by the viewer camera only, 4 frames (sites).
+# Geom groups: 0 collision+visual, 3 markers seen by the viewer camera only, 4 frames (sites),
+# 5 the ArUco markers on the cubes (drawn only by the ArUco camera: the policies' camera and the
+# videos see the scenes they always saw).
 VIEWER_ONLY_GROUP = 3
+ARUCO_GROUP = 5
 
 OBS_CAMERA = "base_camera"
 RENDER_CAMERA = "render_camera"
+ARUCO_CAMERA = "aruco_camera"
 GOAL_BODY = "goal_marker"
 CUBE_NAMES = {"push_cube": ("cube",), "pick_cube": ("cube",), "stack_cube": ("cubeA", "cubeB"), "open_drawer": ()}
 CUBE_RGBA = {"cube": (1.0, 0.0, 0.0, 1.0), "cubeA": (1.0, 0.0, 0.0, 1.0), "cubeB": (0.0, 1.0, 0.0, 1.0)}
@@ -82,18 +86,49 @@ def build_arena(setup: layout.ArmSetup = layout.ARM_SETUPS["panda"]) -> mjcf.Roo
     arena.worldbody.add("light", name="key", pos=(0.3, 0.5, 2.0), dir=(-0.1, -0.2, -1.0), directional=True,
                         diffuse=(0.6, 0.6, 0.6), castshadow=False)
     for name, eye, target, fovy in ((OBS_CAMERA, setup.camera_eye, setup.camera_target, layout.CAMERA_FOVY),
-                                    (RENDER_CAMERA, setup.render_eye, setup.render_target, layout.RENDER_FOVY)):
+                                    (RENDER_CAMERA, setup.render_eye, setup.render_target, layout.RENDER_FOVY),
+                                    (ARUCO_CAMERA, layout.ARUCO_CAMERA_EYE, layout.ARUCO_CAMERA_TARGET,
+                                     layout.ARUCO_CAMERA_FOVY)):
         arena.worldbody.add("camera", name=name, pos=eye, quat=look_at(np.array(eye), np.array(target)),
                             fovy=math.degrees(fovy))
     return arena
 
 
-def build_cube(name: str, half_size: float, rgba: tuple[float, ...]) -> mjcf.RootElement:
-    """A free cube of density CUBE_DENSITY (its free joint is added by the attachment frame)."""
+def aruco_texture(marker_id: int, dictionary: str = layout.ARUCO_DICTIONARY, cell_px: int = 16) -> bytes:
+    """PNG of ArUco marker `marker_id` with a white quiet zone, sized so that the black square
+    spans layout.ARUCO_MARKER_FRACTION of the image (made with OpenCV: nothing downloaded)."""
+    import cv2
+
+    aruco_dict = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary))
+    cells = aruco_dict.markerSize + 2  # the code and its black border
+    side = cells * cell_px
+    margin = round(side * (1.0 / layout.ARUCO_MARKER_FRACTION - 1.0) / 2.0)
+    marker = cv2.aruco.generateImageMarker(aruco_dict, marker_id, side)
+    sheet = cv2.copyMakeBorder(marker, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=255)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_GRAY2BGR))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode ArUco marker {marker_id} as PNG")
+    return png.tobytes()
+
+
+def build_cube(name: str, half_size: float, rgba: tuple[float, ...], marker_id: int | None = None) -> mjcf.RootElement:
+    """A free cube of density CUBE_DENSITY (its free joint is added by the attachment frame),
+    with ArUco marker `marker_id` on its top face when given (geom group ARUCO_GROUP)."""
     cube = mjcf.RootElement(model=name)
     body = cube.worldbody.add("body", name="body")
     set_geom_defaults(cube)
     body.add("geom", name="geom", type="box", size=(half_size,) * 3, rgba=rgba, condim=4)
+    if marker_id is not None:
+        # A sheet 0.2 mm thick on the top face, massless and without contacts (the body's inertia
+        # is given below). MuJoCo maps a 2D texture onto a box's top face with the image's rows
+        # along -y and columns along +x, so the marker's frame is the cube's frame (x right, y up
+        # in the image, z out of the face).
+        texture = cube.asset.add("texture", name="aruco", type="2d",
+                                 file=mjcf.Asset(aruco_texture(marker_id), ".png"))
+        material = cube.asset.add("material", name="aruco", texture=texture, rgba=(1, 1, 1, 1), specular=0.0,
+                                  shininess=0.0)
+        body.add("geom", name="aruco", type="box", size=(half_size, half_size, 1e-4), pos=(0, 0, half_size + 1e-4),
+                 material=material, contype=0, conaffinity=0, group=ARUCO_GROUP, mass=0.0)
     mass = CUBE_DENSITY * (2 * half_size) ** 3
     body.add("inertial", pos=(0, 0, 0), mass=mass, diaginertia=(mass * (2 * half_size) ** 2 / 6,) * 3)
     return cube
@@ -124,7 +159,7 @@ def build_scene(task: str, arm: str = "panda") -> mjcf.RootElement:
     arena.attach(build_arm(arm)).pos = setup.base_pos
     for k, name in enumerate(CUBE_NAMES[task]):
         rgba = PUSH_CUBE_RGBA if task == "push_cube" else CUBE_RGBA[name]
-        frame = arena.attach(build_cube(name, setup.cube_half_size, rgba))
+        frame = arena.attach(build_cube(name, setup.cube_half_size, rgba, marker_id=k))
         frame.pos = (0.3 * k, 0.5, setup.cube_half_size)  # out of the way until the first reset
         frame.add("freejoint", name="free")
     if task == "open_drawer":
