@@ -67,9 +67,14 @@ def run_aruco_node(params: ArucoNodeParams, ros: RosArgs | None = None, stop: th
                 core.last_reason = str(exc)
 
         for name, static in ((params.tf_static_topic, True), (params.tf_topic, False)):
-            if name:
+            if not name:
+                continue
+            try:
                 transport.subscribe(topic(name), TF_MESSAGE, lambda msg, s=static: core.on_tf(msg, static=s),
                                     QoS(reliable=True, depth=100, transient_local=static))
+            except TransportError as exc:  # rclpy without tf2_msgs (the PyPI wheels have none)
+                log.warning("not following %s (%s): poses stay in the image's frame unless output_frame is it",
+                            name, exc)
         transport.subscribe(topic(params.camera_info_topic), CAMERA_INFO, on_info)
         kind = m.COMPRESSED_IMAGE if params.image_type == "compressed" else m.IMAGE
         transport.subscribe(topic(params.image_topic), kind, lambda msg: latest.append(msg), QoS.SENSOR_DATA)

@@ -37,7 +37,8 @@ from typing import Any
 import yaml
 
 from robot_bridge.deploy_config import DeployConfig
-from robot_bridge.deploy_plan import POLICY_NODE, SIM_NODE, node_params, record_topics, resolve_policy
+from robot_bridge.deploy_plan import ARUCO_NODE, PERCEPTIONS, POLICY_NODE, SIM_NODE, node_params, record_topics, \
+    resolve_policy
 from robot_bridge.node_process import NodeProcess, find_rclpy_python, node_command, require_network_namespace
 from robot_bridge.transport import rclpy_available
 from sim2real.robot.description import arm_config_path
@@ -81,6 +82,7 @@ class DeployResult:
         videos: the MP4s written (robot=sim with video_episodes), in episode order.
         record_dir: where the episodes were recorded ("": not recorded).
         episode_s: wall-clock seconds per episode, reset to end.
+        perception_status: the ArUco node's final status (perception=aruco), else None.
     """
 
     task: str
@@ -93,6 +95,7 @@ class DeployResult:
     videos: list[str] = field(default_factory=list)
     record_dir: str = ""
     episode_s: list[float] = field(default_factory=list)
+    perception_status: dict[str, Any] | None = None
 
 
 def _read_latency(path: Path) -> list[float]:
@@ -161,6 +164,8 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
         raise ValueError(f"robot.kind={cfg.robot.kind!r}: expected sim or ros")
     if cfg.video_episodes > 0 and cfg.robot.kind != "sim":
         raise ValueError(f"video_episodes={cfg.video_episodes}: videos are rendered by the simulated arm (robot=sim)")
+    if cfg.perception not in PERCEPTIONS:
+        raise ValueError(f"perception={cfg.perception!r}: expected one of {PERCEPTIONS} ('' or aruco)")
     arm_config_path(cfg.arm)  # an unknown arm is refused with the known ones listed
     task, episode_length, contract = resolve_policy(cfg)
     if cfg.robot.kind == "sim":
@@ -183,6 +188,7 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
     coordinator = _Coordinator(transport, cfg.allow_network, cfg.robot.success_topic)
     recorder = None
     policy: NodeProcess | None = None
+    aruco: NodeProcess | None = None
     successes: list[int | None] = []
     steps: list[int] = []
     episode_s: list[float] = []
@@ -197,6 +203,10 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
         if cfg.robot.kind == "sim":
             nodes.append(NodeProcess(SIM_NODE, node_command("robot_bridge.sim_robot", python,
                                                             ["--ros-args", "--params-file", str(params_file)]), out))
+        if cfg.perception == "aruco":
+            aruco = NodeProcess(ARUCO_NODE, node_command("robot_bridge.aruco_node", python,
+                                                         ["--ros-args", "--params-file", str(params_file)]), out)
+            nodes.append(aruco)
         policy = NodeProcess(POLICY_NODE, node_command("robot_bridge.policy_loop", python,
                                                        ["--ros-args", "--params-file", str(params_file)]), out)
         nodes.append(policy)
@@ -261,4 +271,4 @@ def run_deploy(cfg: DeployConfig, say: Callable[[str], None] = print) -> DeployR
         say(f"deploy recorded episodes={len(successes)} record_dir={cfg.record_dir}")
     return DeployResult(task, transport, successes, steps, overruns, status, latency_ms=_read_latency(latency_file),
                         videos=[v for v in videos if Path(v).is_file()], record_dir=cfg.record_dir,
-                        episode_s=episode_s)
+                        episode_s=episode_s, perception_status=aruco.final_status() if aruco is not None else None)

@@ -62,6 +62,10 @@ class DeployConfig:
         record_storage: the bags' storage, "mcap" or "sqlite3".
         latency_log: the policy node writes its per-tick loop and compute times to out_dir/latency.json.
         video_episodes: robot=sim: render the first N episodes to out_dir/videos/episode_<k>.mp4 (0: none).
+        perception: "" (robot=sim: the arm publishes the object's true pose) or "aruco": the
+            object pose comes from `sim2real_aruco_node` reading a camera; with robot=sim the arm
+            publishes its ArUco camera, CameraInfo and tf instead of the pose (a state policy only).
+        perception_params: more sim2real_aruco_node parameters (robot_bridge/aruco_core.py).
     """
 
     checkpoint: str = ""
@@ -83,6 +87,8 @@ class DeployConfig:
     record_storage: str = "mcap"
     latency_log: bool = True
     video_episodes: int = 0
+    perception: str = ""
+    perception_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.arm = arm_name(self.arm)  # the arm/ group's node -> its name

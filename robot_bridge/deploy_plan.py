@@ -12,7 +12,10 @@ from robot_bridge.deploy_config import DeployConfig
 from sim2real.contract import ContractMismatch
 from tasks.spec import TaskConfig, arm_shape
 
-SIM_NODE, POLICY_NODE = "sim2real_sim_robot", "sim2real_policy_node"
+SIM_NODE, POLICY_NODE, ARUCO_NODE = "sim2real_sim_robot", "sim2real_policy_node", "sim2real_aruco_node"
+PERCEPTIONS = ("", "aruco")
+# The simulated arm's ArUco camera topics (perception=aruco, robot=sim).
+ARUCO_IMAGE_TOPIC, ARUCO_INFO_TOPIC = "/aruco_camera/image_raw/compressed", "/aruco_camera/camera_info"
 # History depth of the recorder's subscriptions: DDS keeps receiving while this process is
 # descheduled, and with the ROS profiles' 5-10 samples a 0.3 s stall on a busy 2-core machine
 # lost 0.28 s of joint states from a bag. 500 samples hold 5 s of a 100 Hz topic.
@@ -56,7 +59,42 @@ def node_params(cfg: DeployConfig, task: str, episode_length: int, transport: st
                                 **policy.get("safety", {})}
         if rgb:
             policy.setdefault("camera_topic", "/camera/image_raw/compressed")
-    return {SIM_NODE: {"ros__parameters": sim}, POLICY_NODE: {"ros__parameters": policy}}
+    nodes = {SIM_NODE: {"ros__parameters": sim}, POLICY_NODE: {"ros__parameters": policy}}
+    if cfg.perception == "aruco":
+        nodes[ARUCO_NODE] = {"ros__parameters": aruco_params(cfg, task, transport, rgb, sim, policy)}
+    return nodes
+
+
+def aruco_params(cfg: DeployConfig, task: str, transport: str, rgb: bool, sim: dict[str, Any],
+                 policy: dict[str, Any]) -> dict[str, Any]:
+    """perception=aruco: the ArUco node's parameters, and (robot=sim) the arm's camera in `sim`.
+
+    The node publishes on the policy node's object pose topic in the arm's base frame; with
+    robot=sim the arm stops publishing the true pose and publishes its `aruco_camera` (the marker
+    on each cube's top face, tasks.mujoco.scene), its CameraInfo and the optical frame on /tf_static.
+    """
+    from sim2real.robot.description import load_arm
+
+    if rgb:
+        raise ValueError("perception=aruco: the simulated arm's camera then shows the ArUco view, not the "
+                         "policy's; run a state policy (a state checkpoint or policy.policy=expert)")
+    aruco = {"transport": transport, "allow_network": cfg.allow_network,
+             "object_pose_topic": policy.get("object_pose_topic", "/object_pose"),
+             "output_frame": policy.get("base_frame") or load_arm(cfg.arm).base_link}
+    if cfg.robot.kind == "sim":
+        from tasks.layout import ARUCO_MARKER_FRACTION, arm_setup
+
+        half = arm_setup(cfg.arm, task).cube_half_size
+        sim.update({"camera": True, "camera_name": "aruco_camera", "camera_topic": ARUCO_IMAGE_TOPIC,
+                    "camera_format": "jpeg", "camera_rate_hz": 20.0, "camera_info_topic": ARUCO_INFO_TOPIC,
+                    "object_pose_topic": "",
+                    **cfg.robot.params})
+        # The marker's black square and where the cube's centre is below it (the sheet is 0.2 mm
+        # thick on the top face); apriltag corners: about 1 mm on this camera (tests/test_sim_aruco.py).
+        aruco.update({"image_topic": ARUCO_IMAGE_TOPIC, "camera_info_topic": ARUCO_INFO_TOPIC, "marker_ids": [0],
+                      "marker_size": 2 * half * ARUCO_MARKER_FRACTION,
+                      "marker_to_object": [0.0, 0.0, -(half + 2e-4)], "corner_refinement": "apriltag"})
+    return {**aruco, **cfg.perception_params}
 
 
 def resolve_task(cfg: DeployConfig) -> tuple[str, int]:
