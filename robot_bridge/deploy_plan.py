@@ -50,10 +50,9 @@ def node_params(cfg: DeployConfig, task: str, episode_length: int, transport: st
         from tasks.layout import arm_setup
 
         policy.setdefault("episode_topic", f"/{SIM_NODE}/episode")
-        # Where the simulated arm's scene has its base (the arm publishes poses in the base frame),
-        # and the scene's workspace for the safety filter.
+        # The scene's workspace for the safety filter (the policy node's default base_in_task is
+        # already where the scene stands the arm's base).
         setup = arm_setup(cfg.arm, task)
-        policy.setdefault("base_in_task", list(setup.base_pos))
         if setup.workspace_lo is not None and setup.workspace_hi is not None:
             policy["safety"] = {"workspace_lo": list(setup.workspace_lo), "workspace_hi": list(setup.workspace_hi),
                                 **policy.get("safety", {})}

@@ -55,7 +55,7 @@ from sim2real.robot.arm_model import (
 )
 from sim2real.robot.description import load_arm
 from sim2real.robot.kinematics import KinematicChain
-from sim2real.ros.frames import Frames
+from sim2real.ros.frames import Frames, base_in_task_or_default
 from sim2real.ros.observation import ObservationAssembler
 from robot_bridge.policies import CheckpointPolicy, ExpertPolicy, Policy, ReachPolicy, make_policy
 from robot_bridge.policy_params import NODE_NAME, PolicyNodeParams, policy_node_params
@@ -174,7 +174,8 @@ class PolicyNodeCore:
         if params.camera_topic:
             sources["rgb"] = params.camera_topic
         base_frame = params.base_frame or self.arm.base_link
-        frames = Frames(base_frame, params.task_frame, tuple(params.base_in_task))
+        frames = Frames(base_frame, params.task_frame,
+                        base_in_task_or_default(params.base_in_task, self.arm.name, "parameter base_in_task"))
         crop = tuple(params.camera_crop) if params.camera_crop else None
         self.obs = ObservationAssembler(contract, self.model, sources, frames, params.max_input_age_s,
                                         params.ignore_unknown_joints, crop)  # type: ignore[arg-type]

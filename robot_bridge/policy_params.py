@@ -56,8 +56,9 @@ class PolicyNodeParams:
     base_frame: str = ""  # "": the arm description's base_link
     task_frame: str = "table"
     # The base's pose in the task frame, [x, y, z] or [x, y, z, qx, qy, qz, qw]: used when tf
-    # does not connect base_frame and task_frame.
-    base_in_task: list[float] = field(default_factory=lambda: [-0.615, 0.0, 0.0])
+    # does not connect base_frame and task_frame. []: where the simulated tasks stand the arm's
+    # base (tasks.layout.ARM_SETUPS; the Panda's at [-0.615, 0, 0]).
+    base_in_task: list[float] = field(default_factory=list)
     tf_topic: str = "/tf"  # tf2_msgs/TFMessage: moving frames; "": not followed
     tf_static_topic: str = "/tf_static"  # fixed frames (transient local, as tf2 publishes them); "": not followed
     max_input_age_s: float = 0.5
@@ -86,7 +87,8 @@ class PolicyNodeParams:
                              "policy:=reach for the scripted reach check")
         if self.policy == "reach" and len(self.reach_target) != 3:
             raise ValueError(f"parameter reach_target: expected 3 numbers (task frame, m), got {self.reach_target}")
-        base_in_task_matrix(self.base_in_task, "parameter base_in_task")
+        if self.base_in_task:
+            base_in_task_matrix(self.base_in_task, "parameter base_in_task")
         if len(self.camera_crop) not in (0, 4):
             raise ValueError(f"parameter camera_crop: expected [] or [x, y, width, height], got {self.camera_crop}")
 

@@ -10,14 +10,26 @@ Each is imported only when asked for, so using one does not require the other.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from tasks.domain import DomainParams
-from tasks.env import TaskEnv
-from tasks.spec import BACKENDS, TASKS, TaskConfig, task_contract, task_spec
+if TYPE_CHECKING:
+    from tasks.domain import DomainParams
+    from tasks.env import TaskEnv
+    from tasks.spec import TaskConfig
 
 __all__ = ["BACKENDS", "TASKS", "DomainParams", "TaskConfig", "TaskEnv", "make_env", "task_contract",
            "task_spec"]
+# The package's names load on first use: `tasks.layout` (the scene geometry, plain Python) is read
+# by the ROS 2 data layer, which must not pull in torch, Hydra or a simulator to get it.
+_LAZY = {"BACKENDS": "tasks.spec", "TASKS": "tasks.spec", "TaskConfig": "tasks.spec", "task_contract": "tasks.spec",
+         "task_spec": "tasks.spec", "DomainParams": "tasks.domain", "TaskEnv": "tasks.env"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")
 
 
 def make_env(task: str | TaskConfig, backend: str = "maniskill", num_envs: int = 1,
@@ -32,6 +44,9 @@ def make_env(task: str | TaskConfig, backend: str = "maniskill", num_envs: int =
         obs_mode: "state" or "rgb"; overrides the TaskConfig's.
         kwargs: passed to the backend (e.g. control_mode, episode_length, arm, sim_backend).
     """
+    from tasks.domain import DomainParams
+    from tasks.spec import BACKENDS, TaskConfig, task_spec
+
     if isinstance(task, TaskConfig):
         kwargs = {"control_mode": task.mode, "image_size": task.image_size,
                   "episode_length": task.episode_length, "arm": task.arm, **kwargs}

@@ -66,7 +66,19 @@ def test_constants_match_the_tasks() -> None:
 
     assert BASE_IN_TASK == layout.ROBOT_BASE_POS
     assert JOINT_NAMES == ARM_JOINT_NAMES + FINGER_JOINT_NAMES
-    assert PolicyNodeParams(policy="reach", reach_target=[0, 0, 0]).base_in_task == list(layout.ROBOT_BASE_POS)
+
+
+
+def test_base_in_task_defaults_to_where_the_tasks_stand_the_arm() -> None:
+    from sim2real.ros.frames import base_in_task_or_default
+
+    assert PolicyNodeParams(policy="reach", reach_target=[0, 0, 0]).base_in_task == []
+    assert state_core([]).obs.frames.base_in_task == layout.ROBOT_BASE_POS
+    assert state_core([], base_in_task=[0.1, 0.2, 0.3]).obs.frames.base_in_task == (0.1, 0.2, 0.3)
+    assert base_in_task_or_default([], "so100") == layout.arm_setup("so100").base_pos
+    assert base_in_task_or_default([1, 2, 3], "xarm7") == (1.0, 2.0, 3.0)
+    with pytest.raises(ValueError, match="parameter base_in_task: not given, and arm 'xarm7' has no simulated"):
+        base_in_task_or_default([], "xarm7", "parameter base_in_task")
 
 
 def test_mujoco_quat_matches_mju_mat2quat() -> None:

@@ -131,7 +131,9 @@ def test_deploy_parameters_for_the_simulated_so100(tmp_path) -> None:
     sim = params["sim2real_sim_robot"]["ros__parameters"]
     policy = params["sim2real_policy_node"]["ros__parameters"]
     assert sim["arm"] == "so100" and policy["arm"] == "so100"
-    assert policy["base_in_task"] == list(SO100.base_pos)
+    # The node's default base_in_task is where the scene stands the arm.
+    from sim2real.ros.frames import base_in_task_or_default
+    assert base_in_task_or_default(policy.get("base_in_task", []), policy["arm"]) == SO100.base_pos
     assert policy["safety"]["workspace_lo"] == list(SO100.workspace_lo)
 
 

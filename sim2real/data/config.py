@@ -125,7 +125,8 @@ class RosbagOptions:
             inside an episode is an error.
         base_frame / task_frame / base_in_task: frames, as the policy node's parameters
             (`base_in_task`: [x, y, z] or [x, y, z, qx, qy, qz, qw], used where the recorded tf
-            does not connect the base and task frames).
+            does not connect the base and task frames; []: where the simulated tasks stand the
+            arm's base, tasks.layout.ARM_SETUPS).
         tf_topic / tf_static_topic: the recorded tf2 transforms (tf2_msgs/TFMessage) that poses
             in other frames (`world`, a camera's) are resolved through; absent topics are fine.
         ignore_unknown_joints: drop joints other than the Panda's instead of refusing the log.
@@ -155,7 +156,7 @@ class RosbagOptions:
     max_gap_periods: float = 3.0
     base_frame: str = "panda_link0"
     task_frame: str = "table"
-    base_in_task: list[float] = field(default_factory=lambda: [-0.615, 0.0, 0.0])
+    base_in_task: list[float] = field(default_factory=list)
     tf_topic: str = "/tf"
     tf_static_topic: str = "/tf_static"
     ignore_unknown_joints: bool = False

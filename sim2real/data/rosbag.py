@@ -53,7 +53,7 @@ import torch
 from sim2real.ros import messages as m
 from sim2real.robot.description import load_arm
 from sim2real.robot.kinematics import KinematicChain
-from sim2real.ros.frames import FrameGraph, Frames, base_in_task_matrix
+from sim2real.ros.frames import FrameGraph, Frames, base_in_task_matrix, base_in_task_or_default
 from sim2real.ros.observation import ObservationAssembler
 from sim2real.contract import Contract, ContractMismatch
 from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
@@ -87,7 +87,8 @@ def _check_options(opts: RosbagOptions) -> None:
     if not 0.0 <= opts.command_phase <= 1.0:
         raise DatasetError(f"rosbag option command_phase={opts.command_phase}: expected a fraction in [0, 1]")
     try:
-        base_in_task_matrix(opts.base_in_task, "rosbag option base_in_task")
+        if opts.base_in_task:
+            base_in_task_matrix(opts.base_in_task, "rosbag option base_in_task")
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
 
@@ -147,7 +148,11 @@ class RosbagReader:
             sources["goal_pos"] = options.goal_topic or "parameter goal_pos"
         if "camera" in self.roles:
             sources["rgb"] = options.camera_topic
-        frames = Frames(options.base_frame, options.task_frame, tuple(options.base_in_task))
+        try:
+            base_in_task = base_in_task_or_default(options.base_in_task, contract.arm, "rosbag option base_in_task")
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from None
+        frames = Frames(options.base_frame, options.task_frame, base_in_task)
         crop = tuple(options.camera_crop) if options.camera_crop else None
         try:
             # No staleness limit: the reader checks gaps itself, against the log's own clock.

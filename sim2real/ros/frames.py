@@ -31,6 +31,7 @@ import numpy as np
 from pytransform3d.transform_manager import TransformManager
 
 from sim2real.ros import messages as m
+from tasks.layout import ROBOT_BASE_POS, arm_setup
 
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 TRANSFORM_STAMPED = "geometry_msgs/msg/TransformStamped"
@@ -106,6 +107,22 @@ def base_in_task_matrix(values: Sequence[float], where: str = "base_in_task") ->
         return pose_matrix(vals[:3], vals[3:] if len(vals) == 7 else (0.0, 0.0, 0.0, 1.0))
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+def base_in_task_or_default(values: Sequence[float], arm: str, where: str = "base_in_task") -> tuple[float, ...]:
+    """`values` as given, or (empty) where the simulated tasks stand `arm`'s base in their table
+    frame (tasks.layout.ARM_SETUPS: the Panda's at (-0.615, 0, 0)): the frame its policies observe in.
+
+    Raises:
+        ValueError: naming `where`, when empty and `arm` has no task scene to take it from.
+    """
+    if len(values):
+        return tuple(float(v) for v in values)
+    try:
+        return tuple(arm_setup(arm).base_pos)
+    except ValueError:
+        raise ValueError(f"{where}: not given, and arm {arm!r} has no simulated task scene to take it from "
+                         f"(tasks.layout.ARM_SETUPS); set it to the base's pose in the task frame") from None
 
 
 def transform_stamped(parent: str, child: str, matrix: np.ndarray, stamp: float | Any | None = None) -> Any:
@@ -254,7 +271,7 @@ class Frames:
 
     base_frame: str = "panda_link0"
     task_frame: str = "table"
-    base_in_task: tuple[float, ...] = (-0.615, 0.0, 0.0)
+    base_in_task: tuple[float, ...] = ROBOT_BASE_POS
     graph: FrameGraph = field(default_factory=FrameGraph)
 
     def __post_init__(self) -> None:

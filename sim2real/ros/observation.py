@@ -33,11 +33,10 @@ from sim2real.robot.kinematics import KinematicChain
 from sim2real.ros.frames import Frames, matrix_to_quat_wxyz, quat_wxyz_multiply
 from sim2real.ros.images import crop_resize, decode_image
 from sim2real.contract import Contract, ContractMismatch
+from tasks.layout import ROBOT_BASE_POS
 
 JOINT_NAMES = ARM_JOINT_NAMES + FINGER_JOINT_NAMES
-# tasks.layout.ROBOT_BASE_POS, copied because importing `tasks` pulls in torch and Hydra
-# (tests/test_policy_node.py checks that the two agree).
-BASE_IN_TASK = (-0.615, 0.0, 0.0)
+BASE_IN_TASK = ROBOT_BASE_POS  # where the simulated tasks stand the Panda's base in their table frame
 __all__ = ["BASE_IN_TASK", "Frames", "JointReading", "ObservationAssembler", "mujoco_quat"]
 POINT_STAMPED = "geometry_msgs/msg/PointStamped"
 # What the bridge can assemble besides qpos and qvel (one value per joint of the arm's model, arm
