@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.scoring import success_in_domain  # noqa: E402
-from sim2real.pretrain import register_schemas  # noqa: E402
+from sim2real.pretrain_config import register_schemas  # noqa: E402
 
 register_schemas()
 
@@ -68,7 +68,8 @@ def main(argv: list[str]) -> None:
     from sim2real.config import compose_config
     from sim2real.evaluate import TRAINING_EVAL_SEED, evaluate_policy
     from sim2real.inference import load_policy
-    from sim2real.pretrain import eval_line, load_demos, pretrain, pretrain_config
+    from sim2real.pretrain import eval_line, load_demos, pretrain
+    from sim2real.pretrain_config import pretrain_config
     import tasks
 
     overrides, targets = parse_args(argv)

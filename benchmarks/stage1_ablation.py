@@ -46,7 +46,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.results import append_rows  # noqa: E402
 from benchmarks.scoring import success_in_domain  # noqa: E402
-from sim2real.pretrain import register_schemas  # noqa: E402
+from sim2real.pretrain_config import register_schemas  # noqa: E402
 
 register_schemas()
 
@@ -107,7 +107,8 @@ def run_one(task: str, variant: str, seed: int, opts: dict[str, str], overrides:
     from sim2real.bc import BCConfig, train_bc
     from sim2real.config import compose_config
     from sim2real.inference import load_policy
-    from sim2real.pretrain import load_demos, pretrain, pretrain_config
+    from sim2real.pretrain import load_demos, pretrain
+    from sim2real.pretrain_config import pretrain_config
     import tasks
 
     trained = variant.removesuffix("_mppi")  # an _mppi variant scores the checkpoint of the run it names

@@ -34,7 +34,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from sim2real.config import CONFIG_DIR
-from sim2real.pretrain import register_schemas
+from sim2real.pretrain_config import register_schemas
 from sim2real.transfer import run_transfer
 from sim2real.transfer_config import hydra_argv, transfer_config
 

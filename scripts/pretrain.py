@@ -16,14 +16,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sim2real.config import CONFIG_DIR
-from sim2real.pretrain import register_schemas
+from sim2real.pretrain_config import register_schemas
 
 register_schemas()
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="pretrain", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from sim2real.pretrain import eval_line, pretrain, pretrain_config
+    from sim2real.pretrain import eval_line, pretrain
+
+    from sim2real.pretrain_config import pretrain_config
 
     run = pretrain_config(cfg)
     run.out_dir = run.out_dir or HydraConfig.get().runtime.output_dir

@@ -109,7 +109,7 @@ ConfigStore.instance().store(name="finetune_schema", node=FinetuneConfig)
 def register_schemas() -> None:
     """Register every structured schema `configs/finetune.yaml` composes (finetune_schema and
     dataset/ are registered by importing this module; task/, domain/, objective/ here)."""
-    from sim2real.pretrain import register_schemas as register_pretrain_schemas
+    from sim2real.pretrain_config import register_schemas as register_pretrain_schemas
 
     register_pretrain_schemas()
 

@@ -100,7 +100,7 @@ def buffer_bytes(contract: Any, transitions: int, episode_length: int) -> int:
 
 
 def pretrain_output_bytes(cfg: Any) -> tuple[int, str]:
-    """What a pretraining run (`sim2real.pretrain.PretrainConfig`) writes to `out_dir`: bytes
+    """What a pretraining run (`sim2real.pretrain_config.PretrainConfig`) writes to `out_dir`: bytes
     and a description naming the settings behind them.
 
     Every checkpoint is kept (`checkpoints/step_<n>.pt`) besides `last.pt`, and a save

@@ -19,7 +19,9 @@ from sim2real.contract import Contract
 from sim2real.data import Episode
 from sim2real.finetune import FinetuneRun
 from sim2real.finetune_config import FinetuneConfig
-from sim2real.pretrain import PretrainConfig, PretrainRun
+from sim2real.pretrain import PretrainRun
+
+from sim2real.pretrain_config import PretrainConfig
 
 BC_METHODS = ("bc", "bc_cotrain", "bc_finetune")
 
@@ -41,7 +43,7 @@ def _settings(name: str, extra: Sequence[str], owned: dict[str, Any], build: Cal
 
 def pretrain_settings(extra: Sequence[str] = (), **owned: Any) -> PretrainConfig:
     """configs/pretrain.yaml's defaults with the user's `extra` overrides, then the caller's fields."""
-    from sim2real.pretrain import pretrain_config, register_schemas
+    from sim2real.pretrain_config import pretrain_config, register_schemas
 
     register_schemas()
     return _settings("pretrain", extra, owned, pretrain_config)

@@ -251,7 +251,7 @@ def transfer_config(cfg: DictConfig, hydra_overrides: list[str], choices: dict[s
 def config_from_overrides(argv: list[str]) -> TransferConfig:
     """What `benchmarks/transfer.py <argv>` would run (out_dir as given, "" when not)."""
     from sim2real.config import compose_config
-    from sim2real.pretrain import register_schemas
+    from sim2real.pretrain_config import register_schemas
 
     register_schemas()  # the task/ and domain/ groups' schemas
     cfg = compose_config("transfer", hydra_argv(list(argv)), hydra_node=True)

@@ -25,7 +25,8 @@ from sim2real.finetune_demos import file_sha256, split_holdout  # noqa: E402
 from sim2real.selection import Selection, heldout_action_mse  # noqa: E402
 from sim2real.imitation import CONFIGS, make_objective  # noqa: E402
 from sim2real.inference import load_policy  # noqa: E402
-from sim2real.pretrain import PretrainConfig, pretrain, state_statistics  # noqa: E402
+from sim2real.pretrain import pretrain, state_statistics  # noqa: E402
+from sim2real.pretrain_config import PretrainConfig  # noqa: E402
 from sim2real.world_model import STATE_STD_FLOOR  # noqa: E402
 from tasks.collect import CollectConfig, collect_demos  # noqa: E402
 from tasks.domain import DomainParams  # noqa: E402

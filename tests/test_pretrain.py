@@ -14,7 +14,8 @@ from sim2real.checkpoint import load_checkpoint  # noqa: E402
 from sim2real.config import load_preset  # noqa: E402
 from sim2real.data import DatasetError  # noqa: E402
 from sim2real.imitation import CONFIGS  # noqa: E402
-from sim2real.pretrain import PretrainConfig, pretrain  # noqa: E402
+from sim2real.pretrain import pretrain  # noqa: E402
+from sim2real.pretrain_config import PretrainConfig  # noqa: E402
 from sim2real.config import ModelConfig, PlannerConfig  # noqa: E402
 from tasks.collect import CollectConfig, collect_demos  # noqa: E402
 from tasks.domain import DomainParams  # noqa: E402

@@ -30,7 +30,8 @@ from sim2real.imitation import CONFIGS  # noqa: E402
 from sim2real.preflight import LOG_MARGIN_BYTES, OutputDirError, check_output_dir  # noqa: E402
 from sim2real.preflight import pretrain_output_bytes  # noqa: E402
 from sim2real.csv_log import CsvLog  # noqa: E402
-from sim2real.pretrain import PretrainConfig, pretrain, pretrain_config, register_schemas  # noqa: E402
+from sim2real.pretrain import pretrain  # noqa: E402
+from sim2real.pretrain_config import PretrainConfig, pretrain_config, register_schemas  # noqa: E402
 from tasks.collect import CollectConfig, collect_demos  # noqa: E402
 from tasks.domain import DomainParams  # noqa: E402
 from tasks.spec import TaskConfig  # noqa: E402

@@ -38,7 +38,7 @@ def test_pretrain_curve_refuses_bad_options(curve, arg, message):
 def test_pretrain_curve_keeps_the_listed_overrides_valid(curve):
     # The overrides the stage-1 issue lists must compose into a pretraining config.
     from sim2real.config import compose_config
-    from sim2real.pretrain import pretrain_config, register_schemas
+    from sim2real.pretrain_config import pretrain_config, register_schemas
 
     register_schemas()
     overrides, _ = curve["parse_args"](
