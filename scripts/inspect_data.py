@@ -56,7 +56,7 @@ def _fidelity(extra: dict) -> str:
     if not isinstance(sources, dict):
         return ""
     parts = [f"decided by the policy node (~/action) on {sources.get('intent', 0)} steps, reconstructed from "
-             f"commands on {sources.get('commands', 0)}",
+             f"commands on {sources.get('commands', 0)}, from the next joint state on {sources.get('next_state', 0)}",
              f"{extra.get('clipped_steps_fraction', 0.0):.1%} of steps with values outside [-1, 1] before "
              f"clipping ({extra.get('clipped_fraction', 0.0):.1%} of values)"]
     if extra.get("safety_changed_fraction") is not None:

@@ -40,7 +40,7 @@ CMD, ACTION = "/arm_controller/joint_trajectory", "/sim2real_policy_node/action"
 
 
 def record_expert(tmp_path: Path, task: str, seeds: list[int], intent: bool = True,
-                  late_reset: int = 0) -> tuple[Path, list[list[Any]]]:
+                  late_reset: int = 0, domain: str = "target") -> tuple[Path, list[list[Any]]]:
     """The expert drives the simulated target arm through the node; every episode a bag (joint states,
     object pose, goal, commands and, with `intent`, the decided actions). Returns the bags' folder
     and each episode's tick results. With `late_reset` the node hears of each episode after that
@@ -52,7 +52,7 @@ def record_expert(tmp_path: Path, task: str, seeds: list[int], intent: bool = Tr
     wire = HandTransport()
     recorder = BagRecorder(wire, topics, tmp_path / "bags", marker_topic=None, clock=lambda: clock[0],
                            contract=task_contract(task))
-    sim = SimRobotCore(SimRobotParams(task=task, domain="target", episode_length=50))
+    sim = SimRobotCore(SimRobotParams(task=task, domain=domain, episode_length=50))
     core = PolicyNodeCore(ExpertPolicy(task), PolicyNodeParams(policy="expert", expert_task=task))
 
     def deliver(topic: str, msg: Any, at_s: float) -> None:
@@ -81,7 +81,7 @@ def record_expert(tmp_path: Path, task: str, seeds: list[int], intent: bool = Tr
     ticks = []
     for seed in seeds:
         sim.reset(seed)
-        recorder.start(task=task, seed=seed, domain="target")
+        recorder.start(task=task, seed=seed, domain=domain)
         results: list[Any] = []
         while sim.state != "done":
             if len(results) == late_reset:
@@ -146,7 +146,7 @@ def pick_bags(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list
 def test_bags_written_through_the_node_read_back_the_experts_actions(pick_bags) -> None:
     bags, ticks = pick_bags
     extra, episodes = read(bags, "pick_cube")
-    assert extra["action_source_steps"] == {"intent": sum(e.length for e in episodes), "commands": 0}
+    assert extra["action_source_steps"] == {"intent": sum(e.length for e in episodes), "commands": 0, "next_state": 0}
     for ep, results in zip(episodes, ticks):
         assert ep.meta["action_source"] == "intent"
         decided = np.stack([r.action for r in results])

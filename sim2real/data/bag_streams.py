@@ -129,8 +129,10 @@ def load_bag(path: Path, roles: dict[str, str], time_source: str = "receive") ->
                 if topic not in types:
                     if role in OPTIONAL_ROLES:
                         continue
+                    hint = ("; a demo without commands (hand-guided, MoveIt, FollowJointTrajectory) reads with "
+                            "actions_from: next_state" if role == "command" else "")
                     raise DatasetError(f"{path}: topic {topic} ({what}) is not in the bag; it has "
-                                       f"{', '.join(sorted(types)) or 'no topics'}")
+                                       f"{', '.join(sorted(types)) or 'no topics'}{hint}")
                 if types[topic] not in accepted:
                     raise DatasetError(f"{path}: topic {topic} ({what}) has type {types[topic]}, expected "
                                        f"{' or '.join(accepted)}")

@@ -105,6 +105,14 @@ class RosbagOptions:
             node acted on. "": never read.
         actions: "auto" (the decided actions where the bag has them, else reconstructed from
             the commands), "intent" (refuse bags without them) or "commands" (always reconstruct).
+        actions_from: what actions are reconstructed from: "command" (the commands on
+            `command_topic`) or "next_state" (each next measured joint state as the target: demos
+            without a command topic, hand-guided or executed through MoveIt or the
+            FollowJointTrajectory action; the episode's grid then runs on the joint states and
+            the decided actions are not read). sim2real/data/bag_actions.py.
+        next_state_gain: with next_state, the share of a commanded step the arm's controller
+            completes within one control period; arm actions are the measured motion divided by
+            it (1: the arm reaches its targets within a period).
         gripper: how finger targets become the gripper action: "binary" (-1 from a closing
             motion or at the closed limit until an opening motion or the open limit, +1 after:
             a gripper blocked by the object reads closed, and a rate-limited ramp reads as the
@@ -145,6 +153,8 @@ class RosbagOptions:
     command_joints: list[str] = field(default_factory=list)
     action_topic: str = "/sim2real_policy_node/action"
     actions: str = "auto"
+    actions_from: str = "command"
+    next_state_gain: float = 1.0
     gripper: str = "binary"
     gripper_from_state: bool = False
     success_topic: str = ""

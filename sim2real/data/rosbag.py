@@ -56,7 +56,8 @@ from sim2real.robot.kinematics import KinematicChain
 from sim2real.ros.frames import FrameGraph, Frames, base_in_task_matrix, base_in_task_or_default
 from sim2real.ros.observation import ObservationAssembler
 from sim2real.contract import Contract, ContractMismatch
-from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
+from sim2real.data.actions import clip_actions
+from sim2real.data.bag_actions import ACTIONS_FROM, BagActions
 from sim2real.data.bag_streams import ROLES, Bag, Segment, Stream, episode_segments, find_bags, load_bag, \
     message_error
 from sim2real.data.decisions import decided_steps
@@ -82,6 +83,13 @@ def _check_options(opts: RosbagOptions) -> None:
             raise DatasetError(f"rosbag option {name}={value!r}: expected one of {', '.join(allowed)}")
     if not opts.max_gap_periods > 0:
         raise DatasetError(f"rosbag option max_gap_periods={opts.max_gap_periods}: expected > 0")
+    if opts.actions_from not in ACTIONS_FROM:
+        raise DatasetError(f"rosbag option actions_from={opts.actions_from!r}: expected one of {', '.join(ACTIONS_FROM)}")
+    if not 0.0 < opts.next_state_gain <= 1.0:
+        raise DatasetError(f"rosbag option next_state_gain={opts.next_state_gain}: expected a share in (0, 1]")
+    if opts.actions_from == "next_state" and opts.actions == "intent":
+        raise DatasetError("rosbag options actions_from=next_state and actions=intent contradict each other: the "
+                           "decided actions are never read from the next state")
     if opts.actions == "intent" and not opts.action_topic:
         raise DatasetError("rosbag option actions=intent needs action_topic (the policy node's ~/action)")
     if not 0.0 <= opts.command_phase <= 1.0:
@@ -106,7 +114,9 @@ def _roles(opts: RosbagOptions, contract: Contract) -> dict[str, str]:
         wanted["goal"] = opts.goal_topic
     if contract.rgb_shape is not None:
         wanted["camera"] = opts.camera_topic
-    if opts.actions != "commands":
+    if opts.actions_from == "next_state":
+        wanted.pop("command")  # no command topic: the joint states give the actions
+    elif opts.actions != "commands":
         wanted["intent"] = opts.action_topic
     return {role: topic for role, topic in wanted.items() if topic}
 
@@ -163,11 +173,7 @@ class RosbagReader:
         except (ContractMismatch, ValueError) as exc:
             raise DatasetError(f"rosbag options cannot give this contract: {exc}") from exc
         self.fixed_goal = self.assembler.inputs["goal_pos"].value if "goal_pos" in self.assembler.inputs else None
-        names = list(options.command_joints) or list(self.joint_names)
-        if len(set(names)) != len(names) or any(n not in self.joint_names for n in names):
-            raise DatasetError(f"rosbag option command_joints={names}: expected distinct names among "
-                               f"{list(self.joint_names)}")
-        self.command_joints = names
+        self.actions = BagActions(contract, options, self.model, self.period)
 
     def read(self, path: str | os.PathLike) -> tuple[list[Episode], dict[str, Any]]:
         """Every episode under `path` and a summary (bags, clipped action values, ...)."""
@@ -204,13 +210,15 @@ class RosbagReader:
         if isinstance(began, int) and not isinstance(began, bool):  # inputs stamped before belong to the last episode
             ready = max(ready, began)
         intent = None
-        if "intent" in self.roles:
+        if self.options.actions_from == "next_state":
+            obs_t = self._state_grid(bag, seg, ready)
+        elif "intent" in self.roles:
             intent = decided_steps(bag, seg, ready, self.contract.action_dim, self.period, self.roles,
                                    header_clock=self.options.time_source == "header",
                                    required=self.options.actions == "intent")
         if intent is not None:
             obs_t = intent.obs_t
-        else:
+        elif self.options.actions_from == "command":
             obs_t, act_t = self._command_grid(bag, seg, ready)
             self._check_gap(bag, "command", int(act_t[0]), int(act_t[-1]))
         for role in CHECKED_ROLES:
@@ -221,8 +229,10 @@ class RosbagReader:
             raw = intent.actions
             counts: dict[str, Any] = {"action_source": "intent",
                                       "safety_changed_steps": int(intent.safety_changed.sum())}
+        elif self.options.actions_from == "next_state":
+            raw, counts = self.actions.from_next_state(qpos)
         else:
-            raw, counts = self._actions(bag, act_t, qpos)
+            raw, counts = self.actions.from_commands(bag, act_t, qpos)
         actions, clipped = clip_actions(raw)
         counts["clipped_steps"] = int(np.count_nonzero((np.abs(raw) > 1.0).any(axis=1)))
         success = self._success(bag, obs_t, seg.meta.get("success"))
@@ -271,6 +281,21 @@ class RosbagReader:
                                f"has a message, to its end")
         obs_t = grid(t0, steps, self.period)
         return obs_t, obs_t[:-1] + phase
+
+    def _state_grid(self, bag: Bag, seg: Segment, ready: int) -> np.ndarray:
+        """Observation times [T+1] on a control grid from the first joint state at which every
+        input has a message (actions_from next_state: the joint states are the clock)."""
+        joints = bag.streams["joints"]
+        lo = int(np.searchsorted(joints.times, max(seg.start, ready), side="left"))
+        if lo >= len(joints.times) or joints.times[lo] > seg.end:
+            raise DatasetError(f"{bag.path}: topic {joints.topic}: no joint state between {bag.at(max(seg.start, ready))} "
+                               f"and {bag.at(seg.end)} (the episode, once every input has a message)")
+        t0 = int(joints.times[lo])
+        steps = steps_until(t0, seg.end, self.period)
+        if steps < 1:
+            raise DatasetError(f"{bag.path}: the episode from {bag.at(seg.start)} to {bag.at(seg.end)} has less than "
+                               f"one control period ({self.period / NS:g} s) of joint states from {bag.at(t0)}")
+        return grid(t0, steps, self.period)
 
     def _check_gap(self, bag: Bag, role: str, start: int, end: int) -> None:
         stream = bag.streams[role]
@@ -338,72 +363,6 @@ class RosbagReader:
             converted[i] = self.assembler.inputs.pop(feature).value
         return np.stack([converted[i] for i in idx])
 
-    def command_targets(self, bag: Bag, stream: Stream, i: int) -> np.ndarray:
-        """One command -> targets [joints] in joint_names order (NaN for joints it does not command)."""
-        msg = stream.msgs[i]
-        if stream.msgtype == m.JOINT_TRAJECTORY:
-            names = list(msg.joint_names)
-            if not msg.points:
-                raise message_error(bag, stream, i, ["joint trajectory has no points"])
-            period_s = self.period / NS
-            later = [p for p in msg.points if m.stamp_to_seconds(p.time_from_start) >= period_s - 1e-9]
-            point = later[0] if later else msg.points[-1]  # where the trajectory is one period after it starts
-            values = np.asarray(point.positions, dtype=np.float64).reshape(-1)
-        else:
-            names = self.command_joints
-            values = np.asarray(msg.data, dtype=np.float64).reshape(-1)
-        if values.size != len(names):
-            raise message_error(bag, stream, i, [f"command has {values.size} positions for {len(names)} joints "
-                                                 f"{names}"])
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise message_error(bag, stream, i, [f"command repeats joints {repeated}"])
-        unknown = [n for n in names if n not in self.joint_names]
-        if unknown and not self.options.ignore_unknown_joints:
-            raise message_error(bag, stream, i, [f"command has unknown joints {unknown} (expected "
-                                                 f"{list(self.joint_names)}; set ignore_unknown_joints to drop them)"])
-        missing = [n for n in self.arm_joints if n not in names]
-        if missing:
-            raise message_error(bag, stream, i, [f"command lacks arm joints {missing}"])
-        targets = np.full(len(self.joint_names), np.nan)
-        for name, value in zip(names, values):
-            if name in self.joint_names:
-                if not math.isfinite(value):
-                    raise message_error(bag, stream, i, [f"command has NaN/inf for {name}"])
-                targets[self.joint_names.index(name)] = value
-        return targets
-
-    def _actions(self, bag: Bag, act_t: np.ndarray, qpos: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """Unclipped actions [T, A] from the commands in force at act_t, and counts of held and skipped commands."""
-        stream = bag.streams["command"]
-        idx, span = self._span(stream, act_t)
-        targets = {i: self.command_targets(bag, stream, i) for i in span}
-        chosen = np.stack([targets[i] for i in idx])
-        n = len(self.arm_joints)
-        arm, fingers = chosen[:, :n], chosen[:, n:]
-        measured = qpos[:, n:].mean(axis=1)
-        if np.isnan(fingers).all(axis=1).any():
-            if not self.options.gripper_from_state:
-                raise DatasetError(f"{bag.path}: topic {stream.topic}: commands carry no finger joint "
-                                   f"{list(self.joint_names[n:])}; set gripper_from_state to take the gripper "
-                                   f"action from the measured fingers")
-            finger = measured[1:]
-        else:
-            finger = np.nanmean(fingers, axis=1)
-        raw = targets_to_actions(self.contract.control_mode, qpos[:-1], arm, finger, self.model)
-        if self.options.gripper == "binary":
-            limits = list(self.model.gripper_limits.values())
-            lower, upper = np.mean([g.lower for g in limits]), np.mean([g.upper for g in limits])
-            # Before the first target the fingers were where they were measured, or where the command
-            # before it sent them.
-            before = float(measured[0]) if idx[0] <= 0 else float(np.nanmean(
-                self.command_targets(bag, stream, int(idx[0]) - 1)[n:]))
-            raw[:, -1] = binary_gripper_actions(finger, before, float(lower), float(upper))
-        steps = np.diff(idx)
-        counts = {"action_source": "commands", "held_commands": int(np.count_nonzero(steps == 0)),
-                  "skipped_commands": int(np.clip(steps - 1, 0, None).sum())}
-        return raw, counts
-
     def _success(self, bag: Bag, obs_t: np.ndarray, final: Any) -> np.ndarray:
         if "success" not in self.roles:
             success = np.zeros(len(obs_t), dtype=bool)
@@ -421,7 +380,7 @@ def fidelity(episodes: list[Episode], action_dim: int) -> dict[str, Any]:
     steps = sum(e.length for e in episodes)
     clipped = sum(e.meta["clipped_actions"] for e in episodes)
     clipped_steps = sum(e.meta["clipped_steps"] for e in episodes)
-    sources = {"intent": 0, "commands": 0}
+    sources = {"intent": 0, "commands": 0, "next_state": 0}
     for e in episodes:
         sources[e.meta["action_source"]] += e.length
     changed = sum(e.meta.get("safety_changed_steps", 0) for e in episodes)
