@@ -357,7 +357,7 @@ def test_scripts_convert_and_inspect_a_bag(tmp_path: Path, capsys):
     text = "".join(capsys.readouterr().out.split())  # rich folds long values at the terminal width
     assert "backendreal" in text and "obj_pose[6]" in text
     # How far the actions can be trusted: all reconstructed from commands, none outside the range.
-    assert "on0steps,reconstructedfromcommandson10;0.0%ofstepswithvaluesoutside[-1,1]" in text, text
+    assert "on0steps,reconstructedfromcommandson10,fromthenextjointstateon0;0.0%ofstepswithvaluesoutside[-1,1]" in text, text
     assert script("inspect_data")([str(bag), "--task", "push_cube"]) == 1  # no --dataset: no goal source
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "feature 'goal_pos' has no source" in err and "Traceback" not in err
