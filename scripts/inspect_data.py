@@ -4,6 +4,8 @@
     python scripts/inspect_data.py data/pick_cube.h5
     python scripts/inspect_data.py data/demos/bags --dataset ros2_panda --task pick_cube
     python scripts/inspect_data.py data/lerobot_ds --dataset lerobot_panda --set lerobot.episodes=[0,1]
+    python scripts/inspect_data.py lab_bags --suggest --task pick_cube --out lab.yaml   # a first dataset YAML
+    python scripts/inspect_data.py lab_bags --dataset lab.yaml                          # ... that reads them
 
 Any format scripts/convert_data.py reads (sim2real HDF5, rosbag2, LeRobot v3, ManiSkill,
 robomimic) is shown as the episodes it converts to; options as in convert_data.py.
@@ -15,6 +17,10 @@ policy node decided and how many were reconstructed from commands, the share of 
 values outside [-1, 1], how often the safety filter changed the node's command, and the gripper
 readings seen. A file that
 cannot be used prints the reason (file and field) and exits with status 1.
+
+`--suggest` reads a rosbag2 recording's topics, types, joint names, frames and rates instead and
+prints a dataset YAML for it (to a file with `--out`), a comment on each choice and UNDECIDED on
+each field the recording did not settle (sim2real/data/suggest.py).
 """
 
 from __future__ import annotations
@@ -131,7 +137,13 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="dataset file or directory (any supported format)")
     add_source_arguments(parser)
+    parser.add_argument("--suggest", action="store_true", help="print a dataset YAML for this rosbag2 recording")
+    parser.add_argument("--out", default=None, help="with --suggest: write the YAML here (atomically)")
     args = parser.parse_args(argv)
+    if args.suggest:
+        return _suggest(args)
+    if args.out:
+        parser.error("--out goes with --suggest")
     try:
         summary = inspect_source(args.path, args.format, config_from_args(args))
     except (DatasetError, ValueError) as err:
@@ -139,6 +151,28 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         print(f"error: {err}", file=sys.stderr)
         return 1
     print_summary(summary, console or Console())
+    return 0
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from sim2real.atomic import atomic_write
+    from sim2real.data.suggest import suggest, survey, to_yaml
+
+    try:
+        choices = suggest(survey(args.path), task=args.task or "")
+    except (DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    text = to_yaml(choices, args.path)
+    undecided = [k for k, c in choices.items() if c.undecided]
+    if args.out:
+        atomic_write(args.out, text)
+        print(f"wrote {args.out}; read the recording with: python scripts/inspect_data.py {args.path} "
+              f"--dataset {args.out}")
+    else:
+        print(text, end="")
+    if undecided:
+        print(f"undecided: {', '.join(undecided)} (see the comments)", file=sys.stderr)
     return 0
 
 
