@@ -42,9 +42,9 @@ class ArucoNodeParams:
     transport: str = "auto"
     domain_id: int = -1  # -1: ROS_DOMAIN_ID from the environment
     allow_network: bool = False
-    image_topic: str = "/camera/image_raw/compressed"
+    image_topic: str = "camera/image_raw/compressed"
     image_type: str = "compressed"  # compressed (CompressedImage) | raw (Image)
-    camera_info_topic: str = "/camera/camera_info"
+    camera_info_topic: str = "camera/camera_info"
     marker_ids: list[int] = field(default_factory=lambda: [0])
     marker_size: float = 0.03  # side of the marker's black square, m
     dictionary: str = "DICT_4X4_50"

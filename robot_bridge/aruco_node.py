@@ -50,7 +50,7 @@ def run_aruco_node(params: ArucoNodeParams, ros: RosArgs | None = None, stop: th
     if transport is None:
         transport = make_transport(params.transport, ros.node_name,  # type: ignore[arg-type]
                                    domain_id=None if params.domain_id < 0 else params.domain_id,
-                                   allow_network=params.allow_network)
+                                   allow_network=params.allow_network, namespace=ros.namespace)
     topic = ros.topic
     try:
         poses = {i: transport.publisher(topic(name), m.POSE_STAMPED, QoS.SENSOR_DATA)

@@ -158,10 +158,14 @@ def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
     from robot_bridge.policy_node import PolicyNodeParams
     from robot_bridge.transport import QoS
 
+    from robot_bridge.ros_params import RosArgs
+
     defaults = PolicyNodeParams(policy="reach", reach_target=[0.0, 0.0, 0.0], arm=cfg.arm)
+    node = RosArgs(POLICY_NODE)  # deploy starts its nodes without a namespace: names as the node resolves them
 
     def param(name: str) -> Any:
-        return cfg.policy.get(name, getattr(defaults, name))
+        value = cfg.policy.get(name, getattr(defaults, name))
+        return node.topic(value) if name.endswith("_topic") else value
 
     interface, controller = param("command_interface"), param("controller")
     if interface == "action":
@@ -180,11 +184,10 @@ def record_topics(cfg: DeployConfig, rgb: bool) -> list[Any]:
         kind = m.COMPRESSED_IMAGE if param("camera_type") == "compressed" else m.IMAGE
         topics.append(TopicSpec(camera, kind, sensor))
     if interface == "forward":
-        topics.append(TopicSpec(f"/{controller}/commands", m.FLOAT64_MULTI_ARRAY, default))
+        topics.append(TopicSpec(node.topic(f"{controller}/commands"), m.FLOAT64_MULTI_ARRAY, default))
     else:
-        topics.append(TopicSpec(f"/{controller}/joint_trajectory", m.JOINT_TRAJECTORY, default))
+        topics.append(TopicSpec(node.topic(f"{controller}/joint_trajectory"), m.JOINT_TRAJECTORY, default))
     action = param("action_topic")
     if action:
-        topics.append(TopicSpec(f"/{POLICY_NODE}{action[1:]}" if action.startswith("~") else action,
-                                m.FLOAT64_MULTI_ARRAY, default))
+        topics.append(TopicSpec(action, m.FLOAT64_MULTI_ARRAY, default))
     return topics

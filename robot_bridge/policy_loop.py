@@ -69,7 +69,7 @@ class _ActionCommands:
 
 def command_publisher(transport: Transport, params: PolicyNodeParams, ros: RosArgs) -> Any:
     """Where commands go: a topic publisher, or the action client (rclpy with control_msgs only)."""
-    controller = f"/{params.controller}"
+    controller = params.controller  # relative: under the node's namespace
     if params.command_interface == "forward":
         return transport.publisher(ros.topic(f"{controller}/commands"), m.FLOAT64_MULTI_ARRAY)
     if params.command_interface == "trajectory":
@@ -165,7 +165,7 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
     if transport is None:
         transport = make_transport(params.transport, ros.node_name,  # type: ignore[arg-type]
                                    domain_id=None if params.domain_id < 0 else params.domain_id,
-                                   allow_network=params.allow_network)
+                                   allow_network=params.allow_network, namespace=ros.namespace)
     try:
         commands = command_publisher(transport, params, ros)
         status_pub = transport.publisher(ros.topic("~/status"), m.STRING)

@@ -37,16 +37,16 @@ class PolicyNodeParams:
     transport: str = "auto"
     domain_id: int = -1  # -1: ROS_DOMAIN_ID from the environment
     allow_network: bool = False
-    joint_states_topic: str = "/joint_states"
-    object_pose_topic: str = "/object_pose"
-    goal_topic: str = "/goal"
+    joint_states_topic: str = "joint_states"
+    object_pose_topic: str = "object_pose"
+    goal_topic: str = "goal"
     goal_type: str = "point"  # point (PointStamped) | pose (PoseStamped)
     goal_pos: list[float] = field(default_factory=list)  # used when goal_topic is ""
     goal_frame: str = ""  # goal_pos's frame; "": the base frame
     camera_topic: str = ""
     camera_type: str = "compressed"  # compressed | raw
     camera_crop: list[int] = field(default_factory=list)  # x, y, width, height
-    estop_topic: str = "/estop"
+    estop_topic: str = "estop"
     action_topic: str = "~/action"  # the decided action before the safety filter; "": not published
     episode_topic: str = ""  # std_msgs/Int32: a new value resets the policy (e.g. /sim2real_sim_robot/episode)
     controller: str = "arm_controller"

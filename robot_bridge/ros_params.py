@@ -8,7 +8,11 @@ way rcl does:
   `/**` and `**`), each holding `ros__parameters`; nested mappings flatten to dotted names
   (`safety: {velocity_scale: 0.3}` is the parameter `safety.velocity_scale`);
 - `-p name:=value` values are YAML (`-p goal_pos:=[0.5,0,0.1]`, `-p camera:=true`);
-- `-r from:=to` remaps a topic; `-r __node:=name` renames the node;
+- `-r from:=to` remaps a topic; `-r __node:=name` renames the node; `-r __ns:=/left` puts it
+  in a namespace: relative names (`joint_states`) and private ones (`~/status`) resolve under it
+  as rcl resolves them (`/left/joint_states`, `/left/<node>/status`), absolute names (`/tf`,
+  `/diagnostics`) stay as they are. Two arms in one cell each run their nodes in their own
+  namespace;
 - files and `-p` apply in command-line order, later ones win; `--params-file` is also accepted
   before `--ros-args`, and a lone `--` ends the ROS arguments.
 
@@ -47,6 +51,7 @@ class RosArgs:
     Attributes:
         node_name: the node's name (default, or `-r __node:=`).
         params: parameter values by (dotted) name.
+        namespace: the node's namespace (`-r __ns:=`), "/" for none.
         sources: where each parameter was set ("-p" or the file), for error messages.
         remaps: topic remappings, from -> to.
     """
@@ -55,16 +60,25 @@ class RosArgs:
     params: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     remaps: dict[str, str] = field(default_factory=dict)
+    namespace: str = "/"
 
     def topic(self, name: str) -> str:
-        """A topic name with `~` expanded to the node's name and any remap applied ("" stays "")."""
+        """A topic name resolved as rcl does: `~` to the node's private namespace, a relative name
+        under the node's namespace, then any remap (of the resolved or the given name, its target
+        resolved the same way); "" stays ""."""
         if not name:
             return ""
+        resolved = self._expand(name)
+        for key in (resolved, name, resolved.lstrip("/")):
+            if key in self.remaps:
+                return self._expand(self.remaps[key])
+        return resolved
+
+    def _expand(self, name: str) -> str:
+        prefix = self.namespace.rstrip("/")
         if name.startswith("~"):
-            name = f"/{self.node_name}{name[1:]}"
-        elif not name.startswith("/"):
-            name = "/" + name
-        return self.remaps.get(name, self.remaps.get(name.lstrip("/"), name))
+            return f"{prefix}/{self.node_name}{name[1:]}"
+        return name if name.startswith("/") else f"{prefix}/{name}"
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -146,7 +160,10 @@ def parse_ros_args(argv: Sequence[str], node_name: str) -> RosArgs:
                              "--ros-args [-p NAME:=VALUE] [-r FROM:=TO] [--params-file FILE]")
         i += 1
     name = remaps.pop("__node", remaps.pop("__name", node_name))
-    result = RosArgs(node_name=name, remaps=remaps)
+    namespace = remaps.pop("__ns", "/")
+    if not namespace.startswith("/") or (len(namespace) > 1 and namespace.endswith("/")):
+        raise ParamError(f"-r __ns:={namespace}: expected an absolute namespace such as /left")
+    result = RosArgs(node_name=name, remaps=remaps, namespace=namespace)
     for option, value in actions:
         if option == "--params-file":
             values = read_params_file(value, name)

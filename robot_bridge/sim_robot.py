@@ -78,7 +78,7 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
     if transport is None:
         transport = make_transport(params.transport, ros.node_name,  # type: ignore[arg-type]
                                    domain_id=None if params.domain_id < 0 else params.domain_id,
-                                   allow_network=params.allow_network)
+                                   allow_network=params.allow_network, namespace=ros.namespace)
     topic = ros.topic
     try:
         states = transport.publisher(topic(params.joint_states_topic), m.JOINT_STATE, QoS.SENSOR_DATA)
@@ -109,9 +109,9 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
             return callback
 
         transport.subscribe(topic("~/reset"), INT32, reset)
-        transport.subscribe(topic(f"/{params.controller}/joint_trajectory"), m.JOINT_TRAJECTORY,
+        transport.subscribe(topic(f"{params.controller}/joint_trajectory"), m.JOINT_TRAJECTORY,
                             command(core.on_trajectory))
-        transport.subscribe(topic(f"/{params.controller}/commands"), m.FLOAT64_MULTI_ARRAY, command(core.on_forward))
+        transport.subscribe(topic(f"{params.controller}/commands"), m.FLOAT64_MULTI_ARRAY, command(core.on_forward))
         period = 1.0 / params.joint_state_rate_hz
         camera_period = 1.0 / params.camera_rate_hz if params.camera else math.inf
         start = next_state = time.monotonic()

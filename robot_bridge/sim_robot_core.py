@@ -41,11 +41,11 @@ class SimRobotParams:
     joint_state_rate_hz: float = 100.0
     controller: str = "arm_controller"
     controller_joints: list[str] = field(default_factory=list)  # default: the arm's joints, then the gripper's
-    joint_states_topic: str = "/joint_states"
-    object_pose_topic: str = "/object_pose"
-    goal_topic: str = "/goal"
+    joint_states_topic: str = "joint_states"
+    object_pose_topic: str = "object_pose"
+    goal_topic: str = "goal"
     camera: bool = False
-    camera_topic: str = "/camera/image_raw/compressed"
+    camera_topic: str = "camera/image_raw/compressed"
     camera_format: str = "jpeg"  # jpeg or png (CompressedImage), raw (Image rgb8)
     camera_rate_hz: float = 10.0
     camera_size: int = 128

@@ -52,6 +52,8 @@ def xarm_params(**kw: Any) -> PolicyNodeParams:
     lo, hi = (-1.0, -1.0, -0.5), (1.0, 1.0, 1.2)
     return PolicyNodeParams(arm="xarm7", policy="reach", reach_target=[0, 0, 0], object_pose_topic="",
                             goal_topic="", base_frame=XARM.base_link,
+                            # The base in its task frame: configuration, since no simulated scene says it.
+                            base_in_task=[0.0, 0.0, 0.0],
                             safety={"workspace_lo": lo, "workspace_hi": hi}, **kw)
 
 

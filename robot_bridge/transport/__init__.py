@@ -131,13 +131,17 @@ def make_transport(name: TransportName, node_name: str, **kw: Any) -> Transport:
     Args:
         name: "rclpy", "dds", or "auto" (rclpy when importable, else dds).
         node_name: ROS node name (rclpy) or participant label (dds).
-        **kw: passed to the transport (`domain_id`, `allow_network`, ...).
+        **kw: passed to the transport (`domain_id`, `allow_network`, ...); `namespace` names
+            the node's namespace in the rclpy graph.
 
     Raises:
         ValueError: unknown transport name.
         TransportError: the chosen transport cannot start (e.g. rclpy requested but missing).
     """
     resolved = resolve_transport_name(name)
+    # The node's namespace (`-r __ns:=`): rclpy shows the node under it in the ROS graph; names
+    # are resolved by the caller (robot_bridge.ros_params.RosArgs.topic) on both transports.
+    namespace = kw.pop("namespace", "/")
     if resolved == "rclpy":
         if not rclpy_available():
             raise TransportError(
@@ -146,7 +150,7 @@ def make_transport(name: TransportName, node_name: str, **kw: Any) -> Transport:
             )
         from robot_bridge.transport.rclpy_transport import RclpyTransport
 
-        return RclpyTransport(node_name, **kw)
+        return RclpyTransport(node_name, namespace="" if namespace == "/" else namespace, **kw)
     from robot_bridge.transport.dds import DdsTransport
 
     return DdsTransport(node_name, **kw)
