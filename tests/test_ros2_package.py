@@ -131,7 +131,7 @@ class _Recorded:
 
 
 def _fake_launch_modules() -> dict[str, types.ModuleType]:
-    names = {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument"],
+    names = {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument", "OpaqueFunction"],
              "launch.conditions": ["IfCondition"], "launch.substitutions": ["LaunchConfiguration",
                                                                             "PathJoinSubstitution"],
              "launch_ros": [], "launch_ros.actions": ["Node"], "launch_ros.substitutions": ["FindPackageShare"]}
@@ -139,7 +139,9 @@ def _fake_launch_modules() -> dict[str, types.ModuleType]:
     for mod, classes in names.items():
         module = types.ModuleType(mod)
         for cls in classes:
-            setattr(module, cls, type(cls, (_Recorded,), {}))
+            # A LaunchConfiguration evaluates to the context's value of its argument, as at launch time.
+            extra = {"perform": lambda self, context: context[self.args[0]]} if cls == "LaunchConfiguration" else {}
+            setattr(module, cls, type(cls, (_Recorded,), extra))
         modules[mod] = module
     return modules
 
@@ -154,20 +156,31 @@ def test_launch_description_wires_params_and_overrides(monkeypatch: pytest.Monke
     actions = description.args[0]
     args = {a.args[0]: a.kwargs for a in actions if type(a).__name__ == "DeclareLaunchArgument"}
     assert "default_value" not in args["checkpoint"]  # required
-    assert args["command_interface"]["choices"] == ["trajectory", "forward", "action"]
-    assert args["use_sim"]["default_value"] == "false"
-    nodes = {a.kwargs["executable"]: a.kwargs for a in actions if type(a).__name__ == "Node"}
-    assert {n: kw["name"] for n, kw in nodes.items()} == NODE_SECTIONS
-    policy, sim = nodes["policy_node"], nodes["sim_robot"]
-    assert policy["package"] == sim["package"] == NAME
-    params_file, overrides = policy["parameters"]
-    assert params_file.args == ("params_file",)
-    assert {k: v.args[0] for k, v in overrides.items()} == {
-        "checkpoint": "checkpoint", "command_interface": "command_interface", "transport": "transport"}
-    assert sim["parameters"][0] is params_file and list(sim["parameters"][1]) == ["transport"]
-    assert "condition" not in policy and sim["condition"].args[0].args == ("use_sim",)
+    assert args["command_interface"]["choices"] == ["", "trajectory", "forward", "action"]
+    assert args["use_sim"]["default_value"] == "false" and args["namespace"]["default_value"] == ""
+    # Not given, command_interface and transport leave the params file's values alone.
+    assert args["command_interface"]["default_value"] == args["transport"]["default_value"] == ""
     share = args["params_file"]["default_value"].args[0]
     assert share[0].args == (NAME,) and share[1:] == ["config", "deploy.yaml"]
+    (opaque,) = [a for a in actions if type(a).__name__ == "OpaqueFunction"]
+
+    def launched(**given: str) -> dict[str, Any]:
+        context = {"checkpoint": "/c.pt", "use_sim": "true", "command_interface": "", "transport": "",
+                   "namespace": "", "params_file": "/share/deploy.yaml", **given}
+        nodes = {a.kwargs["executable"]: a.kwargs for a in opaque.kwargs["function"](context)}
+        assert {n: kw["name"] for n, kw in nodes.items()} == NODE_SECTIONS
+        assert all(kw["package"] == NAME and kw["namespace"] == context["namespace"] for kw in nodes.values())
+        return nodes
+
+    nodes = launched()
+    assert nodes["policy_node"]["parameters"] == ["/share/deploy.yaml", {"checkpoint": "/c.pt"}]
+    assert nodes["sim_robot"]["parameters"] == ["/share/deploy.yaml"]
+    assert "condition" not in nodes["policy_node"] and nodes["sim_robot"]["condition"].args[0].args == ("use_sim",)
+    nodes = launched(command_interface="forward", transport="dds", namespace="/left")
+    assert nodes["policy_node"]["parameters"] == ["/share/deploy.yaml", {"checkpoint": "/c.pt",
+                                                                          "command_interface": "forward",
+                                                                          "transport": "dds"}]
+    assert nodes["sim_robot"]["parameters"] == ["/share/deploy.yaml", {"transport": "dds"}]
 
 
 def test_params_file_follows_ros_rules() -> None:
