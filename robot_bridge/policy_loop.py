@@ -29,6 +29,7 @@ from typing import Any
 from sim2real.ros import messages as m
 from sim2real.ros.frames import TF_MESSAGE
 from sim2real.ros.observation import POINT_STAMPED
+from robot_bridge.diagnostics import DIAGNOSTIC_ARRAY, policy_diagnostics
 from robot_bridge.policy_node import NODE_NAME, Policy, PolicyNodeCore, PolicyNodeParams, make_policy, \
     policy_node_params
 from robot_bridge.ros_params import ParamError, RosArgs
@@ -124,6 +125,18 @@ def _subscribe(core: PolicyNodeCore, transport: Transport, params: PolicyNodePar
                             QoS.SENSOR_DATA)
 
 
+def _diagnostics_publisher(transport: Transport, params: PolicyNodeParams, ros: RosArgs) -> Any:
+    """`/diagnostics` (diagnostic_msgs/DiagnosticArray) beside ~/status; None when turned off or
+    when rclpy lacks the diagnostic_msgs package (said once, the node runs on)."""
+    if not params.diagnostics_topic:
+        return None
+    try:
+        return transport.publisher(ros.topic(params.diagnostics_topic), DIAGNOSTIC_ARRAY)
+    except TransportError as exc:
+        log.warning("not publishing %s (%s)", params.diagnostics_topic, exc)
+        return None
+
+
 def _start(core: PolicyNodeCore, transport: Transport, params: PolicyNodeParams, stop: threading.Event,
            fatal: list[BaseException]) -> None:
     deadline = time.monotonic() + params.startup_timeout_s
@@ -169,8 +182,13 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
     try:
         commands = command_publisher(transport, params, ros)
         status_pub = transport.publisher(ros.topic("~/status"), m.STRING)
+        diagnostics = _diagnostics_publisher(transport, params, ros)
         intents = transport.publisher(ros.topic(params.action_topic), m.FLOAT64_MULTI_ARRAY) \
             if params.action_topic else None
+        if "parameters" in transport.capabilities:  # rclpy: `ros2 param list/get/set` (robot_bridge.node_parameters)
+            from robot_bridge.node_parameters import declare_on
+
+            declare_on(transport.node, params, core)  # type: ignore[attr-defined]
         fatal: list[BaseException] = []
         _subscribe(core, transport, params, ros, fatal)
         _start(core, transport, params, stop, fatal)
@@ -205,7 +223,10 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
                     intents.publish(result.intent)
                 next_tick += period
             if now >= next_status or core.episode != episode:
-                status_pub.publish(m.string_msg(json.dumps(core.status())))
+                status = core.status()
+                status_pub.publish(m.string_msg(json.dumps(status)))
+                if diagnostics is not None:
+                    diagnostics.publish(policy_diagnostics(status, ros.topic("~"), params.arm))
                 next_status, episode = now + params.status_period_s, core.episode
             until = next_tick if time.monotonic() < next_tick else next_tick + wait
             transport.spin_once(min(max(until - time.monotonic(), 0.0), 0.05))

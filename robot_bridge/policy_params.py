@@ -47,6 +47,7 @@ class PolicyNodeParams:
     camera_type: str = "compressed"  # compressed | raw
     camera_crop: list[int] = field(default_factory=list)  # x, y, width, height
     estop_topic: str = "estop"
+    diagnostics_topic: str = "/diagnostics"  # diagnostic_msgs/DiagnosticArray beside ~/status; "": off
     action_topic: str = "~/action"  # the decided action before the safety filter; "": not published
     episode_topic: str = ""  # std_msgs/Int32: a new value resets the policy (e.g. /sim2real_sim_robot/episode)
     controller: str = "arm_controller"

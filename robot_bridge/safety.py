@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_bridge.safety_limits import SafetyLimits
+from robot_bridge.safety_limits import SafetyConfigError, SafetyLimits
 from sim2real.robot.arm_model import RobotModel
 
 _BISECTIONS = 12  # workspace scaling resolves the step to 1/4096 of its length
@@ -95,6 +95,23 @@ class SafetyFilter:
         self._last_time: float | None = None
         self._estop = False
         self._tripped = False
+
+    def tighten(self, limits: SafetyLimits) -> None:
+        """Enforce `limits` from the next command on, keeping the filter's state (reference
+        position, e-stop latch, counters).
+
+        Raises:
+            SafetyConfigError: `limits` are malformed, or looser than the current ones in any field.
+        """
+        limits.validate(self.model)
+        looser = self.limits.loosened(limits)
+        if looser:
+            raise SafetyConfigError(f"safety limits may only be tightened while running; looser: {', '.join(looser)}")
+        self.limits = limits
+        self._lower, self._upper = np.array(limits.lower), np.array(limits.upper)
+        self._velocity, self._max_step = np.array(limits.velocity), np.array(limits.max_step)
+        self._tracking = np.array(limits.max_tracking_error)
+        self._box_lo, self._box_hi = np.array(limits.workspace_lo), np.array(limits.workspace_hi)
 
     # ---- inputs ----------------------------------------------------------------------------
     def on_joint_state(self, names: Sequence[str], positions: Sequence[float] | np.ndarray, stamp: float,

@@ -114,6 +114,22 @@ class SafetyLimits:
                                             "include_gripper") if k in params}
         return cls.from_model(model, **build, **params)
 
+    def loosened(self, other: SafetyLimits) -> list[str]:
+        """The fields in which `other` is looser than these limits (a live change must be none)."""
+        out = []
+        pairs = {"lower": (other.lower, self.lower, -1), "upper": (other.upper, self.upper, 1),
+                 "velocity": (other.velocity, self.velocity, 1), "max_step": (other.max_step, self.max_step, 1),
+                 "max_tracking_error": (other.max_tracking_error, self.max_tracking_error, 1),
+                 "workspace_lo": (other.workspace_lo, self.workspace_lo, -1),
+                 "workspace_hi": (other.workspace_hi, self.workspace_hi, 1),
+                 "watchdog_periods": ((other.watchdog_periods,), (self.watchdog_periods,), 1)}
+        for name, (new, old, sign) in pairs.items():
+            if len(new) != len(old) or any(sign * (n - o) > 1e-12 for n, o in zip(new, old)):
+                out.append(name)
+        if other.joint_names != self.joint_names or other.control_period != self.control_period:
+            out.append("joint_names" if other.joint_names != self.joint_names else "control_period")
+        return out
+
     def validate(self, model: RobotModel) -> None:
         """Raise SafetyConfigError unless these limits are well formed and no looser than the URDF's."""
         urdf = _urdf_limits(model)

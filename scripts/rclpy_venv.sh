@@ -22,6 +22,7 @@ packages=(
   "ros-sensor-msgs==5.5.1"
   "ros-std-msgs==5.5.1"
   "ros-trajectory-msgs==5.5.1"
+  "ros-diagnostic-msgs==5.5.1"
   "ros-geometry-msgs==5.5.1"
   "ros-test-msgs==2.3.0"
   "rosbags==0.11.9"
@@ -32,7 +33,8 @@ mkdir -p "$(dirname "$venv_dir")"
 exec 9>"$venv_dir.lock"
 flock 9
 
-if [[ -f "$stamp" && -x "$venv_dir/bin/python" ]]; then
+# The stamp holds the package list: a venv built from another list is rebuilt.
+if [[ -f "$stamp" && -x "$venv_dir/bin/python" && "$(cat "$stamp")" == "${packages[*]}" ]]; then
   echo "$venv_dir/bin/python"
   exit 0
 fi
@@ -44,6 +46,6 @@ if ! "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check "
   exit 3
 fi
 # Importing proves the wheels and their native libraries load, not just that pip finished.
-"$venv_dir/bin/python" -c "import rclpy, rclpy.serialization, rclpy.action, sensor_msgs.msg, std_msgs.msg, trajectory_msgs.msg, geometry_msgs.msg, test_msgs.action, rosbags" >&2
-touch "$stamp"
+"$venv_dir/bin/python" -c "import rclpy, rclpy.serialization, rclpy.action, sensor_msgs.msg, std_msgs.msg, trajectory_msgs.msg, geometry_msgs.msg, diagnostic_msgs.msg, test_msgs.action, rosbags" >&2
+echo "${packages[*]}" > "$stamp"
 echo "$venv_dir/bin/python"
