@@ -107,6 +107,19 @@ def test_launch_nodes_map_to_console_scripts_and_callables(setup_dist: Any) -> N
         sys.path.remove(str(PKG))
 
 
+def test_every_executable_forwards_to_a_node_main(setup_dist: Any) -> None:
+    """`ros2 run sim2real_bridge <exe>` for the launched nodes and the ArUco perception node."""
+    scripts = console_scripts(setup_dist)
+    assert set(scripts) == {"policy_node", "sim_robot", "aruco_node"}
+    sys.path.insert(0, str(PKG))
+    try:
+        for exe, entry in scripts.items():
+            wrapper = importlib.import_module(entry.split(":")[0])
+            assert callable(importlib.import_module(wrapper.TARGET).main), exe
+    finally:
+        sys.path.remove(str(PKG))
+
+
 @pytest.mark.parametrize("node", sorted(NODE_SECTIONS))
 def test_node_targets_are_callable(node: str) -> None:
     assert callable(importlib.import_module(NODE_MAINS[node]).main)

@@ -32,6 +32,7 @@ setup(
         "console_scripts": [
             f"policy_node = {PACKAGE}.policy_node:main",
             f"sim_robot = {PACKAGE}.sim_robot:main",
+            f"aruco_node = {PACKAGE}.aruco_node:main",
         ],
     },
 )
