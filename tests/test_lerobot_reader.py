@@ -246,3 +246,26 @@ def test_truncated_video(tmp_path: Path):
     with pytest.raises(DatasetError, match=r"file-000\.mp4: undecodable video \(truncated or corrupt\?\) "
                                            r"\(episode 0, observation\.images\.front\)"):
         read_episodes(tmp_path / "ds", task="push_cube", obs_mode="rgb")
+
+
+def test_a_set_without_actions_reads_them_from_the_next_state(tmp_path: Path):
+    """action_kind next_state (a hand-guided set, no action column): the joint deltas between
+    consecutive observations, at the arm's scale, and the gripper read as open or closed."""
+    write_dataset(tmp_path / "ds", [9], camera=None, action_dim=9)
+    table = pq.read_table(tmp_path / "ds" / "data" / "chunk-000" / "file-000.parquet")
+    state = np.array(table.column("observation.state").to_pylist(), dtype=np.float32)
+    state[:, 7:9] = np.where(np.arange(9) < 4, 0.04, 0.025)[:, None]  # the fingers close on a cube at frame 4
+    table = table.set_column(table.column_names.index("observation.state"), "observation.state",
+                             pa.array(state.tolist(), type=pa.list_(pa.float32())))
+    pq.write_table(table.drop(["action"]), tmp_path / "ds" / "data" / "chunk-000" / "file-000.parquet")
+    _, (ep,) = read_episodes(tmp_path / "ds", task="push_cube", control_mode="pd_joint_delta_pos",
+                             action_kind="next_state", assume_success=False)
+    q = state[:, :9].astype(np.float64)
+    expected = np.clip((q[1:, :7] - q[:-1, :7]) / ActionScales().joint_delta_pos, -1, 1)
+    np.testing.assert_allclose(ep.actions[:, :7].numpy(), expected, atol=1e-5)
+    assert ep.actions[:, 7].tolist() == [1.0] * 3 + [-1.0] * 5
+    _, (half,) = read_episodes(tmp_path / "ds", task="push_cube", control_mode="pd_joint_delta_pos",
+                               action_kind="next_state", next_state_gain=0.5, assume_success=False)
+    np.testing.assert_allclose(half.actions[:, :7].numpy(), np.clip(2 * expected, -1, 1), atol=1e-5)
+    with pytest.raises(DatasetError, match="next_state_gain=0.0"):
+        read_episodes(tmp_path / "ds", task="push_cube", action_kind="next_state", next_state_gain=0.0)

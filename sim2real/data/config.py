@@ -25,7 +25,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 
 FORMATS = ("sim2real", "rosbag2", "lerobot", "maniskill", "robomimic")
-ACTION_KINDS = ("task", "joint_targets")
+ACTION_KINDS = ("task", "joint_targets", "next_state")
 
 
 @dataclass
@@ -186,7 +186,10 @@ class LeRobotOptions(_KeyMap):
             equal the control frequency) or "joint_targets" (absolute joint targets: the arm's
             joints in its description's order, then one target per gripper joint or one for
             all, e.g. 7 + 1 or 2 for the Panda, 5 + 1 for the SO-100; converted to the control
-            mode against the observed qpos with the arm's action scales and gripper mapping).
+            mode against the observed qpos with the arm's action scales and gripper mapping) or
+            "next_state" (no action column: each next observed joint state is the target, the
+            arm's motion divided by `next_state_gain`, the gripper read as open or closed; as
+            rosbag's actions_from: next_state).
         joint_units: "radians" or "degrees" (LeRobot's SO-100 sets): the unit of the arm joints
             in qpos, qvel (per second) and joint targets, converted to radians.
         gripper_units: "joint" (a revolute jaw in `joint_units`, prismatic fingers in metres) or
@@ -207,6 +210,8 @@ class LeRobotOptions(_KeyMap):
         max_gap_periods: timestamps further apart than this many control periods are an error.
         timestamp_tolerance_s: slack when matching timestamps (LeRobot stores float32 seconds).
         episodes: episode indices to read; []: all.
+        next_state_gain: action_kind next_state: the share of a commanded step the arm's
+            controller completes within one control period (1: it reaches its targets).
     """
 
     features: dict[str, list[Part]] = field(default_factory=dict)
@@ -223,6 +228,7 @@ class LeRobotOptions(_KeyMap):
     joint_signs: list[float] = field(default_factory=list)
     joint_offsets: list[float] = field(default_factory=list)
     derive: list[str] = field(default_factory=list)
+    next_state_gain: float = 1.0
 
 
 def _maniskill_features() -> dict[str, list[Part]]:

@@ -43,7 +43,7 @@ import torch
 
 from sim2real.robot.kinematics import KinematicChain
 from sim2real.contract import Contract
-from sim2real.data.actions import clip_actions, targets_to_actions
+from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
 from sim2real.data.config import ACTION_KINDS, LeRobotOptions, Part
 from sim2real.data.episode import DatasetError, Episode
 from sim2real.data.joint_units import DatasetArm, check_derive, joint_targets
@@ -241,6 +241,23 @@ def decode_images(column: Any, path: Path, shape: tuple[int, int, int], crop: li
     return image_frames(np.stack(frames), shape, crop, f"{path} ({where})")
 
 
+def _next_state_actions(obs: dict[str, torch.Tensor], contract: Contract, arm: DatasetArm,
+                        options: LeRobotOptions, where: str) -> np.ndarray:
+    """Actions [T, A] from each next observed joint state (a set without an action column; as
+    the rosbag reader's actions_from: next_state, sim2real/data/bag_actions.py)."""
+    if "qpos" not in obs:
+        raise DatasetError(f"{where}: action_kind next_state needs qpos in the contract")
+    q = obs["qpos"].double().numpy()
+    dof, scales = arm.joints.dof, arm.joints.scales
+    fingers = q[:, dof:].mean(axis=1)
+    model = arm.chain() if contract.control_mode == "pd_ee_delta_pos" else None
+    raw = targets_to_actions(contract.control_mode, q[:-1], q[1:, :dof], fingers[1:], model, scales)
+    raw[:, :-1] /= options.next_state_gain
+    closed, opened = sorted((scales.finger_closed, scales.finger_open))
+    raw[:, -1] = binary_gripper_actions(fingers[1:], float(fingers[0]), closed, opened)
+    return raw
+
+
 def read_lerobot(root: str | os.PathLike, contract: Contract, options: LeRobotOptions,
                  model: KinematicChain | None = None) -> tuple[list[Episode], dict[str, Any]]:
     """Every (selected) episode of a LeRobotDataset v3 directory, and a summary for the metadata.
@@ -254,6 +271,8 @@ def read_lerobot(root: str | os.PathLike, contract: Contract, options: LeRobotOp
                            options.joint_offsets, model, "lerobot")
     dataset = LeRobotDataset(root)
     period = period_ns(contract.control_freq)
+    if not 0.0 < options.next_state_gain <= 1.0:
+        raise DatasetError(f"lerobot option next_state_gain={options.next_state_gain}: expected a share in (0, 1]")
     if options.action_kind == "task" and not math.isclose(dataset.fps, contract.control_freq, rel_tol=1e-6):
         raise DatasetError(f"{dataset.root / INFO}: fps {dataset.fps:g} differs from the control frequency "
                            f"{contract.control_freq:g} Hz and action_kind is 'task': delta actions cannot be "
@@ -333,7 +352,9 @@ def _episode(dataset: LeRobotDataset, row: dict[str, Any], contract: Contract, f
             obs[name] = torch.from_numpy(values[name][idx].astype(np.float32).reshape(len(idx), *feature.shape))
 
     act_idx = idx[:-1]
-    if options.action_kind == "task":
+    if options.action_kind == "next_state":
+        raw = _next_state_actions(obs, contract, arm, options, f"{path}: {where}")
+    elif options.action_kind == "task":
         raw = checked("action", assemble("action", options.action, get, n, contract.action_dim, f"{path}: {where}"))
         raw = raw[act_idx]
     else:
