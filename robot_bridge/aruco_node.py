@@ -27,7 +27,7 @@ from typing import Any
 
 from robot_bridge.aruco_core import NODE_NAME, ArucoNodeCore, ArucoNodeParams
 from robot_bridge.ros_params import ParamError, RosArgs, parse_ros_args, to_params
-from robot_bridge.transport import QoS, Transport, TransportError, make_transport
+from robot_bridge.transport import QoS, Transport, TransportError, node_transport
 from sim2real.ros import messages as m
 from sim2real.ros.camera_info import CAMERA_INFO
 from sim2real.ros.frames import TF_MESSAGE
@@ -48,9 +48,7 @@ def run_aruco_node(params: ArucoNodeParams, ros: RosArgs | None = None, stop: th
     core = ArucoNodeCore(params)
     own = transport is None
     if transport is None:
-        transport = make_transport(params.transport, ros.node_name,  # type: ignore[arg-type]
-                                   domain_id=None if params.domain_id < 0 else params.domain_id,
-                                   allow_network=params.allow_network, namespace=ros.namespace)
+        transport = node_transport(params, ros)
     topic = ros.topic
     try:
         poses = {i: transport.publisher(topic(name), m.POSE_STAMPED, QoS.SENSOR_DATA)

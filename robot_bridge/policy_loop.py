@@ -33,7 +33,7 @@ from robot_bridge.diagnostics import DIAGNOSTIC_ARRAY, policy_diagnostics
 from robot_bridge.policy_node import NODE_NAME, Policy, PolicyNodeCore, PolicyNodeParams, make_policy, \
     policy_node_params
 from robot_bridge.ros_params import ParamError, RosArgs
-from robot_bridge.transport import QoS, Transport, TransportError, make_transport
+from robot_bridge.transport import QoS, Transport, TransportError, node_transport
 from sim2real.atomic import atomic_write
 from sim2real.checkpoint import CheckpointError
 from sim2real.contract import ContractMismatch
@@ -176,9 +176,7 @@ def run_policy_node(params: PolicyNodeParams, ros: RosArgs | None = None, *, pol
     core = PolicyNodeCore(policy or make_policy(params), params)
     own = transport is None
     if transport is None:
-        transport = make_transport(params.transport, ros.node_name,  # type: ignore[arg-type]
-                                   domain_id=None if params.domain_id < 0 else params.domain_id,
-                                   allow_network=params.allow_network, namespace=ros.namespace)
+        transport = node_transport(params, ros)
     try:
         commands = command_publisher(transport, params, ros)
         status_pub = transport.publisher(ros.topic("~/status"), m.STRING)

@@ -59,7 +59,7 @@ from robot_bridge.ros_params import RosArgs, parse_ros_args, to_params
 from robot_bridge.sim_robot_core import (
     CONTROL_PERIOD, INT32, NODE_NAME, SimRobotCore, SimRobotParams, int32_msg, log,
 )
-from robot_bridge.transport import QoS, Transport, make_transport
+from robot_bridge.transport import QoS, Transport, node_transport
 
 
 
@@ -76,9 +76,7 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
     core = SimRobotCore(params)
     own = transport is None
     if transport is None:
-        transport = make_transport(params.transport, ros.node_name,  # type: ignore[arg-type]
-                                   domain_id=None if params.domain_id < 0 else params.domain_id,
-                                   allow_network=params.allow_network, namespace=ros.namespace)
+        transport = node_transport(params, ros)
     topic = ros.topic
     try:
         states = transport.publisher(topic(params.joint_states_topic), m.JOINT_STATE, QoS.SENSOR_DATA)

@@ -167,3 +167,12 @@ __all__ = [
     "rclpy_available",
     "resolve_transport_name",
 ]
+
+
+def node_transport(params: Any, ros: Any) -> Transport:
+    """The transport of a node process: `params` carries `transport`, `domain_id` (-1: the
+    environment's ROS_DOMAIN_ID) and `allow_network`; `ros` (robot_bridge.ros_params.RosArgs)
+    the node's name and namespace."""
+    return make_transport(params.transport, ros.node_name,
+                          domain_id=None if params.domain_id < 0 else params.domain_id,
+                          allow_network=params.allow_network, namespace=ros.namespace)

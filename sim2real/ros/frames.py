@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from pytransform3d.transform_manager import TransformManager
 
+from sim2real.robot.rotations import matrix_to_quat
 from sim2real.ros import messages as m
 from tasks.layout import ROBOT_BASE_POS, arm_setup
 
@@ -67,22 +68,7 @@ def quat_wxyz_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def matrix_to_quat_wxyz(rot: np.ndarray) -> np.ndarray:
     """Rotation matrix [3, 3] -> unit quaternion (w, x, y, z) with w >= 0."""
-    r = np.asarray(rot, dtype=np.float64)
-    tr = r[0, 0] + r[1, 1] + r[2, 2]
-    if tr > 0:
-        s = 2.0 * math.sqrt(1.0 + tr)
-        q = np.array([0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s])
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = np.array([(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s])
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        q = np.array([(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s])
-    else:
-        s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        q = np.array([(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s])
-    q = q / np.linalg.norm(q)
-    return -q if q[0] < 0 else q
+    return matrix_to_quat(np.asarray(rot, dtype=np.float64))
 
 
 def pose_matrix(position: Sequence[float], quat_xyzw: Sequence[float] = (0.0, 0.0, 0.0, 1.0)) -> np.ndarray:
