@@ -51,6 +51,10 @@ def run_aruco_node(params: ArucoNodeParams, ros: RosArgs | None = None, stop: th
         transport = node_transport(params, ros)
     topic = ros.topic
     try:
+        if "parameters" in transport.capabilities:  # rclpy: `ros2 param list/get` show them, read-only
+            from robot_bridge.node_parameters import declare_read_only
+
+            declare_read_only(transport.node, params)  # type: ignore[attr-defined]
         poses = {i: transport.publisher(topic(name), m.POSE_STAMPED, QoS.SENSOR_DATA)
                  for i, name in zip(params.marker_ids, params.topics())}
         tf_pub = transport.publisher(topic(params.tf_topic), TF_MESSAGE, QoS(reliable=True, depth=100)) \

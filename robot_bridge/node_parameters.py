@@ -1,4 +1,7 @@
-"""The policy node's parameters as declared ROS 2 parameters: `ros2 param list/get/set`.
+"""The nodes' parameters as declared ROS 2 parameters: `ros2 param list/get/set`.
+
+Every node declares its parameter dataclass's fields (`declare_read_only`: the simulated arm
+and the ArUco node, whose parameters are read-only while they run). The policy node does more:
 
 Under the rclpy transport every field of `PolicyNodeParams` is declared on the node with its
 value, and the safety filter's effective limits as `safety.<field>` (what the filter enforces,
@@ -53,19 +56,28 @@ def _array_type(hint: Any) -> str:
     return {float: "double", int: "integer", str: "string", bool: "bool"}.get(inner, "double")
 
 
-def declared(params: PolicyNodeParams, core: PolicyNodeCore) -> dict[str, Declared]:
-    """Name -> Declared for every parameter the node shows (sorted as `ros2 param list` shows them)."""
-    hints = typing.get_type_hints(PolicyNodeParams)
+def fields_of(params: Any, live: dict[str, str] | None = None) -> dict[str, Declared]:
+    """Name -> Declared for the fields of a node's parameter dataclass; those in `live` (name ->
+    what a change does) are settable, the rest read-only. Mappings are left out (a node shows
+    what they configure its own way), as are values a ROS parameter cannot hold (None)."""
+    live = live or {}
+    hints = typing.get_type_hints(type(params))
     out: dict[str, Declared] = {}
-    for f in dataclasses.fields(PolicyNodeParams):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is dict or hint is dict:
-            continue  # safety: shown as the effective limits below; planner_fields: folded into the planner
-        value = getattr(params, f.name)
+    for f in dataclasses.fields(params):
+        hint, value = hints[f.name], getattr(params, f.name)
+        if typing.get_origin(hint) is dict or hint is dict or value is None:
+            continue
         array = _array_type(hint) if typing.get_origin(hint) in (list, tuple) else ""
-        live = f.name in LIVE and (f.name != "goal_pos" or not params.goal_topic)
-        note = LIVE[f.name] if live else "read-only while the node runs: restart it to change"
-        out[f.name] = Declared(list(value) if array else value, array, not live, f"{f.name} ({note})")
+        note = live.get(f.name, "read-only while the node runs: restart it to change")
+        out[f.name] = Declared(list(value) if array else value, array, f.name not in live, f"{f.name} ({note})")
+    return out
+
+
+def declared(params: PolicyNodeParams, core: PolicyNodeCore) -> dict[str, Declared]:
+    """Name -> Declared for every parameter the policy node shows (sorted as `ros2 param list` shows
+    them). safety: the effective limits below; planner_fields: folded into the planner."""
+    live = {k: v for k, v in LIVE.items() if k != "goal_pos" or not params.goal_topic}
+    out = fields_of(params, live)
     limits = core.limits
     for name in SAFETY_FIELDS:
         value = getattr(limits, name)
@@ -131,17 +143,28 @@ def _limits_with(core: PolicyNodeCore, field: str, value: Any) -> Any:
     return dataclasses.replace(core.limits, **{field: values})
 
 
-def declare_on(node: Any, params: PolicyNodeParams, core: PolicyNodeCore) -> None:
-    """Declare every parameter on the rclpy `node` and check each set against `refusal`."""
-    from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+def _declare(node: Any, shown: dict[str, Declared]) -> None:
+    from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 
     types = {"double": ParameterType.PARAMETER_DOUBLE_ARRAY, "integer": ParameterType.PARAMETER_INTEGER_ARRAY,
              "string": ParameterType.PARAMETER_STRING_ARRAY, "bool": ParameterType.PARAMETER_BOOL_ARRAY}
-    for name, d in declared(params, core).items():
+    for name, d in shown.items():
         descriptor = ParameterDescriptor(description=d.description, read_only=d.read_only)
         if d.array_of:
             descriptor.type = types[d.array_of]  # an empty list says nothing of its type
         node.declare_parameter(name, d.value, descriptor)
+
+
+def declare_read_only(node: Any, params: Any) -> None:
+    """Declare a node's parameter dataclass on the rclpy `node`, every field read-only."""
+    _declare(node, fields_of(params))
+
+
+def declare_on(node: Any, params: PolicyNodeParams, core: PolicyNodeCore) -> None:
+    """Declare the policy node's parameters on the rclpy `node` and check each set against `refusal`."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    _declare(node, declared(params, core))
 
     def on_set(changes: list[Any]) -> Any:
         for change in changes:

@@ -79,6 +79,10 @@ def run_sim_robot(params: SimRobotParams, ros: RosArgs | None = None, stop: thre
         transport = node_transport(params, ros)
     topic = ros.topic
     try:
+        if "parameters" in transport.capabilities:  # rclpy: `ros2 param list/get` show them, read-only
+            from robot_bridge.node_parameters import declare_read_only
+
+            declare_read_only(transport.node, params)  # type: ignore[attr-defined]
         states = transport.publisher(topic(params.joint_states_topic), m.JOINT_STATE, QoS.SENSOR_DATA)
         objects = transport.publisher(topic(params.object_pose_topic), m.POSE_STAMPED) \
             if params.object_pose_topic else None

@@ -98,6 +98,19 @@ def test_parameter_sets_only_tighten_the_safety_limits() -> None:
     assert "not a parameter" in refusal(core, params, "no_such_parameter", 1)
 
 
+def test_the_sim_arm_and_aruco_nodes_show_their_parameters_read_only() -> None:
+    from robot_bridge.aruco_core import ArucoNodeParams
+    from robot_bridge.node_parameters import fields_of
+    from robot_bridge.sim_robot_core import SimRobotParams
+
+    sim = fields_of(SimRobotParams())
+    assert sim["task"].value == "push_cube" and sim["task"].read_only and "domain_fields" not in sim
+    assert sim["controller_joints"].array_of == "string"
+    aruco = fields_of(ArucoNodeParams())
+    assert aruco["marker_ids"].value == [0] and aruco["marker_ids"].array_of == "integer"
+    assert all(d.read_only for d in aruco.values())
+
+
 PARAM_CLIENT = """
 import json, time
 import rclpy
@@ -135,6 +148,9 @@ out["looser"] = set_one("safety.max_step", [v * 4 for v in step])
 out["read_only"] = set_one("checkpoint", "/tmp/other.pt")
 out["after"] = list(call(GetParameters, "get_parameters",
                          GetParameters.Request(names=["safety.max_step"])).values[0].double_array_value)
+NODE = "/sim2real_sim_robot"
+out["sim_names"] = list(call(ListParameters, "list_parameters", ListParameters.Request()).result.names)
+out["sim_set"] = set_one("task", "pick_cube")
 deadline = time.monotonic() + 15
 while time.monotonic() < deadline and not any(s.status[0].values for s in diagnostics[-1:]
                                                if s.status and "running" in s.status[0].message):
@@ -149,18 +165,18 @@ print(json.dumps(out))
 
 
 def test_parameter_services_and_diagnostics_under_real_rclpy(rclpy_python: str) -> None:  # noqa: F811
-    """The policy node on the rclpy transport (the test venv's real rclpy) beside the simulated arm
-    on dds: its parameters listed, read and set through the ROS 2 parameter services, an unsafe set
+    """The policy node and the simulated arm on the rclpy transport (the test venv's real rclpy):
+    the policy node's parameters listed, read and set through the ROS 2 parameter services, an unsafe set
     and a read-only one refused, and its health on /diagnostics."""
     policy = node("robot_bridge.policy_loop", [
         "--ros-args", "-p", "policy:=reach", "-p", "reach_target:=[0.1, 0.1, 0.08]", "-p", "transport:=rclpy",
         "-p", "object_pose_topic:=''", "-p", "goal_topic:=''", "-p", "duration_s:=25.0",
         "-p", "startup_timeout_s:=60.0", "-p", "status_period_s:=0.5"], foreign_python=True)
-    sim = node("robot_bridge.sim_robot", ["--ros-args", "-p", "task:=push_cube", "-p", "transport:=dds",
-                                          "-p", "duration_s:=60.0"])
+    sim = node("robot_bridge.sim_robot", ["--ros-args", "-p", "task:=push_cube", "-p", "transport:=rclpy",
+                                          "-p", "duration_s:=60.0"], foreign_python=True)
     res = run_in_netns([Proc("client", PARAM_CLIENT, rclpy_python), Proc("policy", policy, rclpy_python,
                                                                         background=True),
-                        Proc("sim", sim, background=True)], domain_id=58, timeout_s=90)
+                        Proc("sim", sim, rclpy_python, background=True)], domain_id=58, timeout_s=90)
     out = res["client"].check().json()
     assert {"checkpoint", "arm", "transport", "safety.max_step", "safety.workspace_lo", "max_input_age_s",
             "joint_states_topic"} <= set(out["names"]), out["names"]
@@ -172,6 +188,10 @@ def test_parameter_services_and_diagnostics_under_real_rclpy(rclpy_python: str) 
     ok, reason = out["read_only"]
     assert not ok and "checkpoint" in reason, reason
     np.testing.assert_allclose(out["after"], np.array(step) * 0.5)
+    # The simulated arm (on rclpy too) shows its parameters, read-only.
+    assert {"task", "arm", "joint_state_rate_hz", "controller_joints"} <= set(out["sim_names"]), out["sim_names"]
+    ok, reason = out["sim_set"]
+    assert not ok and "task" in reason, reason
     diag = out["diagnostics"]
     assert diag is not None, res["policy"].describe()
     assert diag["name"] == "/sim2real_policy_node: policy loop" and diag["hardware_id"] == "panda"
