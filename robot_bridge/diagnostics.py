@@ -17,7 +17,7 @@ from typing import Any
 
 from sim2real.ros import messages as m
 
-DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+DIAGNOSTIC_ARRAY = m.DIAGNOSTIC_ARRAY
 DIAGNOSTICS_TOPIC = "/diagnostics"  # absolute, as every ROS node publishes it
 OK, WARN, ERROR = 0, 1, 2  # DiagnosticStatus levels (bytes on the wire)
 RATE_WARN = 0.9  # achieved / control rate below this warns

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_bridge.diagnostics import policy_diagnostics
 from sim2real.ros import messages as m
 
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
@@ -32,12 +33,15 @@ def sample_messages() -> dict[str, Any]:
         m.FLOAT64_MULTI_ARRAY: m.float64_multi_array([0.1, -2.5, 3e10]),
         m.BOOL: m.bool_msg(True),
         m.STRING: m.string_msg("status: ok, ünïcode"),
+        m.DIAGNOSTIC_ARRAY: policy_diagnostics({"state": "running", "overruns": 2, "safety": {"held": 1}},
+                                               "/left/sim2real_policy_node", "panda", 4.5),
     }
 
 
 # The same messages built with rclpy (executed by the rclpy venv's python). Defines `SAMPLES`.
 RCLPY_SAMPLES = """
 from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
@@ -72,6 +76,14 @@ for pos, vel, t in (([0.1, 0.2, 0.3], [0.0] * 3, Duration(sec=0, nanosec=5000000
                      ([0.4, 0.5, 0.6], [1.0] * 3, Duration(sec=1))):
     traj.points.append(JointTrajectoryPoint(positions=pos, velocities=vel, time_from_start=t))
 arr = Float64MultiArray(data=[0.1, -2.5, 3e10])
+diag = DiagnosticArray()
+diag.header.stamp = Time(sec=4, nanosec=500000000)
+pairs = [("state", "running"), ("control_hz", ""), ("achieved_hz", ""), ("ticks", ""), ("policy_steps", ""),
+         ("overruns", "2"), ("missed_ticks", ""), ("estop", ""), ("watchdog_trips", ""), ("loop_p99_ms", ""),
+         ("safety.held", "1")]
+diag.status = [DiagnosticStatus(level=DiagnosticStatus.WARN, name="/left/sim2real_policy_node: policy loop",
+                                message="2 overruns; safety filter rejected 0 and held 1 commands", hardware_id="panda",
+                                values=[KeyValue(key=k, value=v) for k, v in pairs])]
 SAMPLES = {
     "sensor_msgs/msg/JointState": js,
     "sensor_msgs/msg/Image": img,
@@ -81,5 +93,6 @@ SAMPLES = {
     "std_msgs/msg/Float64MultiArray": arr,
     "std_msgs/msg/Bool": Bool(data=True),
     "std_msgs/msg/String": String(data="status: ok, ünïcode"),
+    "diagnostic_msgs/msg/DiagnosticArray": diag,
 }
 """

@@ -31,6 +31,7 @@ JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 FLOAT64_MULTI_ARRAY = "std_msgs/msg/Float64MultiArray"
 BOOL = "std_msgs/msg/Bool"
 STRING = "std_msgs/msg/String"
+DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 
 # The message types the bridge publishes or subscribes to; tests check each of them on every path.
 BRIDGE_TYPES: tuple[str, ...] = (
@@ -42,6 +43,7 @@ BRIDGE_TYPES: tuple[str, ...] = (
     FLOAT64_MULTI_ARRAY,
     BOOL,
     STRING,
+    DIAGNOSTIC_ARRAY,
 )
 
 # Raw image encodings we build from arrays: (dtype, channels) -> ROS encoding.
