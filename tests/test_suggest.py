@@ -144,3 +144,15 @@ def test_a_hand_guided_recording_reads_from_its_joint_states(tmp_path: Path) -> 
     config = dataset_config(str(out))
     _, (ep,) = read_episodes(tmp_path / "guided", config.format, config)
     assert ep.meta["action_source"] == "next_state" and ep.length >= 35
+
+
+def test_a_recording_through_the_policy_node_is_read_with_its_decided_actions(tmp_path: Path) -> None:
+    """Bags written through the node carry ~/action with per-input stamps in its layout; --suggest
+    recognises it as the decided actions (not as a Float64MultiArray command)."""
+    from test_demo_fidelity import record_expert
+
+    bags, _ = record_expert(tmp_path, "push_cube", [3])
+    choices = suggest(survey(bags))
+    assert choices["rosbag.action_topic"].value == "/sim2real_policy_node/action"
+    assert choices["rosbag.actions"].value == "auto"
+    assert choices["rosbag.command_topic"].value == "/arm_controller/joint_trajectory"

@@ -27,7 +27,8 @@ from sim2real.data.episode import DatasetError
 from sim2real.robot.arm_yaml import ArmYaml
 from sim2real.robot.description import ARM_CONFIG_DIR
 from sim2real.ros import messages as m
-from sim2real.ros.frames import TF_MESSAGE
+from sim2real.ros.messages import TF_MESSAGE
+from sim2real.ros.policy_action import parse_policy_action
 from sim2real.ros.observation import POINT_STAMPED
 
 NS = 1_000_000_000
@@ -40,7 +41,6 @@ DECODED_TYPES = (m.JOINT_STATE, *POSE_TYPES, *IMAGE_TYPES, *COMMAND_TYPES, TF_ME
 OBJECT_WORDS = ("object", "obj", "cube", "block", "marker", "aruco", "item", "part")
 GOAL_WORDS = ("goal", "target", "place")
 TCP_WORDS = ("tcp", "ee_pose", "end_effector", "eef", "tool")
-POLICY_ACTION_LABELS = ["action", "safety_changed", "observation_stamp", "policy_step"]
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TopicSurvey:
     frame_ids: set[str] = field(default_factory=set)
     tf_edges: set[tuple[str, str]] = field(default_factory=set)
     data_sizes: set[int] = field(default_factory=set)
-    layout_labels: list[str] = field(default_factory=list)
+    policy_action: bool = False  # Float64MultiArray in the layout of sim2real.ros.policy_action
     image_format: str = ""
 
 
@@ -115,7 +115,11 @@ def _note(info: TopicSurvey, msg: Any) -> None:
         info.joint_names = list(msg.joint_names)
     elif info.msgtype == m.FLOAT64_MULTI_ARRAY:
         info.data_sizes.add(len(msg.data))
-        info.layout_labels = [d.label for d in msg.layout.dim]
+        try:
+            parse_policy_action(msg)
+            info.policy_action = True
+        except m.MessageError:
+            pass
     elif info.msgtype == TF_MESSAGE:
         info.tf_edges |= {(str(t.header.frame_id).lstrip("/"), str(t.child_frame_id).lstrip("/"))
                           for t in msg.transforms}
@@ -195,30 +199,27 @@ def suggest(found: Survey, task: str = "") -> dict[str, Choice]:
                                     if moving else "none recorded")
     connected = _connected(edges, base_link)
 
-    def frame_note(t: TopicSurvey) -> tuple[str, bool]:
+    def input_choice(t: TopicSurvey | None, what: str, missing: str) -> Choice:
+        """A stamped input's topic, and whether its frames resolve to the base through the recorded tf."""
+        if t is None:
+            return Choice("", missing, True)
         frames = sorted(t.frame_ids)
         bad = [f for f in frames if f.lstrip("/") not in connected and f.lstrip("/") not in ("", base_link, "table")]
         if bad:
-            return f"in frame(s) {frames}: NOT connected to {base_link} by the recorded tf", True
-        return f"in frame(s) {frames or ['(none)']}, which resolve to {base_link}", False
+            return Choice(t.topic, f"{what}, in frame(s) {frames}: NOT connected to {base_link} by the recorded tf",
+                          True)
+        return Choice(t.topic, f"{what}, in frame(s) {frames or ['(none)']}, which resolve to {base_link}")
 
     # ---- inputs
     poses = found.of_type(m.POSE_STAMPED)
     points = found.of_type(POINT_STAMPED)
     obj = _pick(poses, OBJECT_WORDS) or next((p for p in poses if not _pick([p], GOAL_WORDS + TCP_WORDS)), None)
-    if obj is not None:
-        note, bad = frame_note(obj)
-        out["rosbag.object_pose_topic"] = Choice(obj.topic, f"PoseStamped at {obj.rate_hz:.0f} Hz, {note}", bad)
-    else:
-        out["rosbag.object_pose_topic"] = Choice("", "no PoseStamped topic: a state contract needs one (a camera "
-                                                 "policy does not)", True)
+    out["rosbag.object_pose_topic"] = input_choice(
+        obj, f"PoseStamped at {obj.rate_hz:.0f} Hz" if obj else "",
+        "no PoseStamped topic: a state contract needs one (a camera policy does not)")
     goal = _pick(points + [p for p in poses if p is not obj], GOAL_WORDS) or (points[0] if points else None)
-    if goal is not None:
-        note, bad = frame_note(goal)
-        out["rosbag.goal_topic"] = Choice(goal.topic, f"{goal.msgtype.split('/')[-1]}, {note}", bad)
-    else:
-        out["rosbag.goal_topic"] = Choice("", "no goal topic: set goal_pos (x, y, z in goal_frame) if the task "
-                                          "has a goal", True)
+    out["rosbag.goal_topic"] = input_choice(goal, goal.msgtype.split("/")[-1] if goal else "",
+                                            "no goal topic: set goal_pos (x, y, z in goal_frame) if the task has a goal")
     tcp = _pick([p for p in poses if p not in (obj, goal)], TCP_WORDS)
     out["rosbag.tcp_pose_topic"] = Choice("", f"forward kinematics of the joint states ({tcp.topic} is recorded too)"
                                           if tcp else "forward kinematics of the joint states")
@@ -228,7 +229,7 @@ def suggest(found: Survey, task: str = "") -> dict[str, Choice]:
         kind = f"CompressedImage ({cam.image_format})" if cam.msgtype == m.COMPRESSED_IMAGE else "Image"
         out["rosbag.camera_topic"] = Choice(cam.topic, f"{kind} at {cam.rate_hz:.0f} Hz; used by obs_mode rgb")
     # ---- actions
-    action = next((t for t in found.of_type(m.FLOAT64_MULTI_ARRAY) if t.layout_labels == POLICY_ACTION_LABELS), None)
+    action = next((t for t in found.of_type(m.FLOAT64_MULTI_ARRAY) if t.policy_action), None)
     out["rosbag.action_topic"] = Choice(action.topic if action else "", "the policy node's decided actions"
                                         if action else "no sim2real policy node actions recorded")
     commands = [t for t in found.of_type(*COMMAND_TYPES) if t is not action]

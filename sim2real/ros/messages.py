@@ -32,6 +32,7 @@ FLOAT64_MULTI_ARRAY = "std_msgs/msg/Float64MultiArray"
 BOOL = "std_msgs/msg/Bool"
 STRING = "std_msgs/msg/String"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 
 # The message types the bridge publishes or subscribes to; tests check each of them on every path.
 BRIDGE_TYPES: tuple[str, ...] = (
