@@ -21,8 +21,9 @@ import numpy as np
 from robot_bridge.perception import ArucoPoseEstimator
 from sim2real.ros import messages as m
 from sim2real.ros.camera_info import CameraIntrinsics, from_camera_info
-from sim2real.ros.frames import FrameGraph, base_in_task_matrix, matrix_to_quat_wxyz, tf_message, transform_stamped
-from sim2real.ros.images import decode_image
+from sim2real.robot.rotations import matrix_to_quat
+from sim2real.ros.frames import FrameGraph, base_in_task_matrix, tf_message, transform_stamped
+from sim2real.ros.images import decode_image_msg
 
 NODE_NAME = "sim2real_aruco_node"
 
@@ -107,9 +108,8 @@ class ArucoNodeCore:
         self.params = params
         self.graph = FrameGraph()
         self.intrinsics: CameraIntrinsics | None = None
-        offset = base_in_task_matrix(params.marker_to_object, "marker_to_object") if params.marker_to_object \
+        self._offset = base_in_task_matrix(params.marker_to_object, "marker_to_object") if params.marker_to_object \
             else None
-        self._offset = offset
         self._estimator: ArucoPoseEstimator | None = None
         self._frames = dict(zip(params.marker_ids, params.frames()))
         self.images = 0
@@ -145,10 +145,7 @@ class ArucoNodeCore:
         if self._estimator is None or self.intrinsics is None:
             return self._skip("no_camera_info", f"no CameraInfo yet on {self.params.camera_info_topic}")
         try:
-            if self.params.image_type == "compressed":
-                frame = decode_image(msg.data, msg.format)
-            else:
-                frame = decode_image(msg.data, msg.encoding, msg.height, msg.width, msg.step)
+            frame = decode_image_msg(msg)
         except ValueError as exc:
             return self._skip("undecodable", str(exc))
         start = time.perf_counter()
@@ -171,7 +168,7 @@ class ArucoNodeCore:
         poses, transforms = {}, []
         for marker_id, pose in in_camera.items():
             pose = to_output @ pose
-            w, x, y, z = matrix_to_quat_wxyz(pose[:3, :3])
+            w, x, y, z = matrix_to_quat(pose[:3, :3])
             poses[marker_id] = m.pose_stamped(output, pose[:3, 3], (x, y, z, w), stamp=stamp)
             transforms.append(transform_stamped(output, self._frames[marker_id], pose, stamp))
             self.published[marker_id] += 1

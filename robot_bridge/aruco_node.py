@@ -27,7 +27,7 @@ from typing import Any
 
 from robot_bridge.aruco_core import NODE_NAME, ArucoNodeCore, ArucoNodeParams
 from robot_bridge.ros_params import ParamError, RosArgs, parse_ros_args, to_params
-from robot_bridge.transport import QoS, Transport, TransportError, node_transport
+from robot_bridge.transport import QoS, Transport, TransportError, follow_tf, node_transport
 from sim2real.ros import messages as m
 from sim2real.ros.camera_info import CAMERA_INFO
 from sim2real.ros.frames import TF_MESSAGE
@@ -68,15 +68,9 @@ def run_aruco_node(params: ArucoNodeParams, ros: RosArgs | None = None, stop: th
             except ValueError as exc:  # an uncalibrated camera: say so, keep waiting for a good one
                 core.last_reason = str(exc)
 
-        for name, static in ((params.tf_static_topic, True), (params.tf_topic, False)):
-            if not name:
-                continue
-            try:
-                transport.subscribe(topic(name), TF_MESSAGE, lambda msg, s=static: core.on_tf(msg, static=s),
-                                    QoS(reliable=True, depth=100, transient_local=static))
-            except TransportError as exc:  # rclpy without tf2_msgs (the PyPI wheels have none)
-                log.warning("not following %s (%s): poses stay in the image's frame unless output_frame is it",
-                            name, exc)
+        for skipped in follow_tf(transport, [(topic(params.tf_static_topic), True), (topic(params.tf_topic), False)],
+                                 lambda msg, static: core.on_tf(msg, static=static)):
+            log.warning("not following %s: poses stay in the image's frame unless output_frame is it", skipped)
         transport.subscribe(topic(params.camera_info_topic), CAMERA_INFO, on_info)
         kind = m.COMPRESSED_IMAGE if params.image_type == "compressed" else m.IMAGE
         transport.subscribe(topic(params.image_topic), kind, lambda msg: latest.append(msg), QoS.SENSOR_DATA)

@@ -167,14 +167,14 @@ def declare_on(node: Any, params: PolicyNodeParams, core: PolicyNodeCore) -> Non
     _declare(node, declared(params, core))
 
     def on_set(changes: list[Any]) -> Any:
-        for change in changes:
-            value = change.value.tolist() if hasattr(change.value, "tolist") else change.value
-            reason = refusal(core, params, change.name, value)
+        # rclpy hands arrays over as numpy arrays or array.array; the checks read lists.
+        values = [(c.name, c.value.tolist() if hasattr(c.value, "tolist") else c.value) for c in changes]
+        for name, value in values:
+            reason = refusal(core, params, name, value)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
-        for change in changes:
-            value = change.value.tolist() if hasattr(change.value, "tolist") else change.value
-            apply(core, params, change.name, value)
+        for name, value in values:
+            apply(core, params, name, value)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)

@@ -91,8 +91,8 @@ class ArucoPoseEstimator:
         """From flat parameters (as ROS parameters are): fx, fy, cx, cy, distortion, marker_size,
         dictionary, marker_id (-1 or absent: any), camera_to_base and marker_to_object (16 values,
         row-major; absent or empty: none), corner_refinement."""
-        known = {"fx", "fy", "cx", "cy", "distortion", "distortion_model", "width", "height", "marker_size", "dictionary", "marker_id", "camera_to_base",
-                 "marker_to_object", "corner_refinement"}
+        known = {"fx", "fy", "cx", "cy", "distortion", "distortion_model", "width", "height", "marker_size",
+                 "dictionary", "marker_id", "camera_to_base", "marker_to_object", "corner_refinement"}
         unknown = sorted(set(params) - known)
         if unknown:
             raise ValueError(f"ArUco parameters: unknown {unknown}; expected some of {sorted(known)}")

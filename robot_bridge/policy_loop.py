@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from sim2real.ros import messages as m
-from sim2real.ros.frames import TF_MESSAGE
 from sim2real.ros.observation import POINT_STAMPED
 from robot_bridge.diagnostics import DIAGNOSTIC_ARRAY, policy_diagnostics
 from robot_bridge.policy_node import NODE_NAME, Policy, PolicyNodeCore, PolicyNodeParams, make_policy, \
     policy_node_params
 from robot_bridge.ros_params import ParamError, RosArgs
-from robot_bridge.transport import QoS, Transport, TransportError, node_transport
+from robot_bridge.transport import QoS, Transport, TransportError, follow_tf, node_transport
 from sim2real.atomic import atomic_write
 from sim2real.checkpoint import CheckpointError
 from sim2real.contract import ContractMismatch
@@ -102,15 +101,10 @@ def _subscribe(core: PolicyNodeCore, transport: Transport, params: PolicyNodePar
         transport.subscribe(topic(params.estop_topic), m.BOOL, core.on_estop)
     transport.subscribe(topic("~/reset_estop"), m.BOOL, core.on_reset_estop)
     transport.subscribe(topic("~/reset"), m.BOOL, lambda msg: core.reset_episode() if msg.data else None)
-    # Frames before the inputs expressed in them; /tf_static is transient local, as tf2 latches it.
-    tf_topics = [(params.tf_static_topic, True), (params.tf_topic, False)]
-    for name, static in [(n, s) for n, s in tf_topics if n]:
-        qos = QoS(reliable=True, depth=100, transient_local=static)
-        try:
-            transport.subscribe(topic(name), TF_MESSAGE, lambda msg, s=static: core.on_tf(msg, static=s), qos)
-        except TransportError as exc:
-            # rclpy without tf2_msgs (the PyPI wheels have none; every ROS 2 install has it).
-            log.warning("not following %s (%s): frames resolve through base_in_task only", name, exc)
+    # Frames before the inputs expressed in them.
+    for skipped in follow_tf(transport, [(topic(params.tf_static_topic), True), (topic(params.tf_topic), False)],
+                             lambda msg, static: core.on_tf(msg, static=static)):
+        log.warning("not following %s: frames resolve through base_in_task only", skipped)
     transport.subscribe(topic(params.joint_states_topic), m.JOINT_STATE,
                         guarded(lambda msg: core.on_joint_state(msg, time.time(), time.monotonic())), QoS.SENSOR_DATA)
     if params.object_pose_topic:

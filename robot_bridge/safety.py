@@ -78,16 +78,12 @@ class SafetyFilter:
 
     def __init__(self, model: RobotModel, limits: SafetyLimits | None = None) -> None:
         self.model = model
-        self.limits = limits if limits is not None else SafetyLimits.from_model(model)
-        self.limits.validate(model)
-        lim = self.limits
-        self.names = lim.joint_names
+        limits = limits if limits is not None else SafetyLimits.from_model(model)
+        limits.validate(model)
+        self.names = limits.joint_names
         self._index = {n: i for i, n in enumerate(self.names)}
         self._arm = np.array([self._index[n] for n in model.joint_names])
-        self._lower, self._upper = np.array(lim.lower), np.array(lim.upper)
-        self._velocity, self._max_step = np.array(lim.velocity), np.array(lim.max_step)
-        self._tracking = np.array(lim.max_tracking_error)
-        self._box_lo, self._box_hi = np.array(lim.workspace_lo), np.array(lim.workspace_hi)
+        self._enforce(limits)
         self.counters = SafetyCounters()
         self.measured: np.ndarray | None = None
         self.last_safe: np.ndarray | None = None
@@ -107,6 +103,10 @@ class SafetyFilter:
         looser = self.limits.loosened(limits)
         if looser:
             raise SafetyConfigError(f"safety limits may only be tightened while running; looser: {', '.join(looser)}")
+        self._enforce(limits)
+
+    def _enforce(self, limits: SafetyLimits) -> None:
+        """`limits` and their arrays, as every check reads them."""
         self.limits = limits
         self._lower, self._upper = np.array(limits.lower), np.array(limits.upper)
         self._velocity, self._max_step = np.array(limits.velocity), np.array(limits.max_step)

@@ -359,12 +359,10 @@ class SimRobotCore:
 
     def camera_tf_msg(self, stamp: float) -> Any:
         """tf2_msgs/TFMessage placing the camera's optical frame in the base frame (for /tf_static)."""
-        from sim2real.ros.frames import FrameGraph, pose_matrix, tf_message, transform_stamped
+        from sim2real.ros.frames import pose_matrix, tf_message, transform_stamped
 
-        graph = FrameGraph()
-        graph.set_transform("table", self.base_frame, pose_matrix(self.base_in_task), static=True)
-        graph.set_transform("table", self.params.camera_frame, self.camera.optical_in_task(), static=True)
-        in_base = graph.lookup(self.base_frame, self.params.camera_frame)
+        # The scene's base stands at base_in_task with the task frame's axes.
+        in_base = np.linalg.inv(pose_matrix(self.base_in_task)) @ self.camera.optical_in_task()
         return tf_message([transform_stamped(self.base_frame, self.params.camera_frame, in_base, stamp)])
 
     def status(self, event: str = "periodic") -> dict[str, Any]:

@@ -16,8 +16,9 @@ from sim2real.contract import ContractMismatch
 from sim2real.data import DatasetError
 from sim2real.robot.arm_model import RobotModel
 from sim2real.ros import messages as m
+from sim2real.robot.rotations import matrix_to_quat
 from sim2real.ros.frames import (
-    TF_MESSAGE, FrameGraph, Frames, base_in_task_matrix, matrix_to_quat_wxyz, pose_matrix, quat_wxyz_multiply,
+    TF_MESSAGE, FrameGraph, Frames, base_in_task_matrix, pose_matrix, quat_wxyz_multiply,
     tf_message, transform_stamped,
 )
 from sim2real.ros.observation import ObservationAssembler, mujoco_quat
@@ -40,7 +41,7 @@ def hom(r: np.ndarray, t: list[float]) -> np.ndarray:
 
 
 def xyzw(r: np.ndarray) -> list[float]:
-    w, x, y, z = matrix_to_quat_wxyz(r)
+    w, x, y, z = matrix_to_quat(r)
     return [x, y, z, w]
 
 
@@ -121,7 +122,7 @@ def test_assembler_resolves_poses_through_tf_and_a_rotated_mount(model: RobotMod
     expected = np.linalg.inv(WORLD_TABLE) @ pose_w
     got = obs.inputs["obj_pose"].value
     np.testing.assert_allclose(got[:3], expected[:3, 3], atol=1e-9)
-    np.testing.assert_allclose(np.abs(got[3:]), np.abs(matrix_to_quat_wxyz(expected[:3, :3])), atol=1e-9)
+    np.testing.assert_allclose(np.abs(got[3:]), np.abs(matrix_to_quat(expected[:3, :3])), atol=1e-9)
     # tcp_pose: FK in the base, then the base's pose in the task frame from tf (not base_in_task).
     q = rb.REST[:7]
     r_b, p_b = model.fk_matrix(q)

@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 from sim2real.data import DatasetError, read_episodes  # noqa: E402
 from sim2real.data.bag_actions import tracking_gain  # noqa: E402
 from sim2real.data.formats import dataset_config  # noqa: E402
-from sim2real.robot.arm_model import ActionScales, RobotModel  # noqa: E402
+from sim2real.robot.arm_model import ActionScales  # noqa: E402
 from sim2real.ros import messages as m  # noqa: E402
 from sim2real.ros.observation import JOINT_NAMES  # noqa: E402
 from tasks.spec import task_contract  # noqa: E402

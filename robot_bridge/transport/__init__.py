@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Literal
 
+from sim2real.ros.messages import TF_MESSAGE
+
 Callback = Callable[[Any], None]
 
 
@@ -156,6 +158,32 @@ def make_transport(name: TransportName, node_name: str, **kw: Any) -> Transport:
     return DdsTransport(node_name, **kw)
 
 
+def node_transport(params: Any, ros: Any) -> Transport:
+    """The transport of a node process: `params` carries `transport`, `domain_id` (-1: the
+    environment's ROS_DOMAIN_ID) and `allow_network`; `ros` (robot_bridge.ros_params.RosArgs)
+    the node's name and namespace."""
+    return make_transport(params.transport, ros.node_name,
+                          domain_id=None if params.domain_id < 0 else params.domain_id,
+                          allow_network=params.allow_network, namespace=ros.namespace)
+
+
+def follow_tf(transport: Transport, topics: list[tuple[str, bool]], on_tf: Callable[[Any, bool], None]) -> list[str]:
+    """Subscribe `on_tf(msg, static)` to tf2_msgs/TFMessage on each (topic, static) with a name
+    ("" turns one off): reliable, depth 100, the static one transient local as tf2 latches it.
+    Returns why a topic is not followed (rclpy without tf2_msgs: the PyPI wheels have none;
+    every ROS 2 install has it), for the node to say; the node runs on without it."""
+    skipped = []
+    for name, static in topics:
+        if not name:
+            continue
+        try:
+            transport.subscribe(name, TF_MESSAGE, lambda msg, s=static: on_tf(msg, s),
+                                QoS(reliable=True, depth=100, transient_local=static))
+        except TransportError as exc:
+            skipped.append(f"{name} ({exc})")
+    return skipped
+
+
 __all__ = [
     "Callback",
     "Publisher",
@@ -164,15 +192,9 @@ __all__ = [
     "TransportError",
     "TransportName",
     "make_transport",
+    "follow_tf",
+    "node_transport",
     "rclpy_available",
     "resolve_transport_name",
 ]
 
-
-def node_transport(params: Any, ros: Any) -> Transport:
-    """The transport of a node process: `params` carries `transport`, `domain_id` (-1: the
-    environment's ROS_DOMAIN_ID) and `allow_network`; `ros` (robot_bridge.ros_params.RosArgs)
-    the node's name and namespace."""
-    return make_transport(params.transport, ros.node_name,
-                          domain_id=None if params.domain_id < 0 else params.domain_id,
-                          allow_network=params.allow_network, namespace=ros.namespace)

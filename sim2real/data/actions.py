@@ -86,6 +86,27 @@ def targets_to_actions(control_mode: str, qpos: np.ndarray, arm_targets: np.ndar
     return np.concatenate([arm, gripper_action(finger_targets, scales)[:, None]], axis=1)
 
 
+def next_state_actions(control_mode: str, qpos: np.ndarray, dof: int, model: KinematicChain | None,
+                       scales: ActionScales, gain: float, binary: tuple[float, float] | None) -> np.ndarray:
+    """Unclipped actions [T, A] that take each next measured joint state qpos[k + 1] as the target
+    from qpos[k] ([T+1, joints], arm first): demos recorded without commands (rosbag
+    actions_from and LeRobot action_kind next_state).
+
+    Args:
+        dof: the arm's joints; the rest of qpos are gripper joints (their mean is the opening).
+        gain: the share of a commanded step the arm's controller completes in one period; the
+            arm actions are the measured motion divided by it.
+        binary: (closed, open) limits for the binary gripper reading (binary_gripper_actions);
+            None: the linear inverse of the action scaling.
+    """
+    fingers = qpos[:, dof:].mean(axis=1)
+    raw = targets_to_actions(control_mode, qpos[:-1], qpos[1:, :dof], fingers[1:], model, scales)
+    raw[:, :-1] /= gain
+    if binary is not None:
+        raw[:, -1] = binary_gripper_actions(fingers[1:], float(fingers[0]), *binary)
+    return raw
+
+
 def clip_actions(actions: np.ndarray) -> tuple[np.ndarray, int]:
     """Actions clipped to [-1, 1] (float32) and how many values were outside."""
     actions = np.asarray(actions, dtype=np.float64)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.contract import Contract
-from sim2real.data.actions import binary_gripper_actions, targets_to_actions
+from sim2real.data.actions import binary_gripper_actions, next_state_actions, targets_to_actions
 from sim2real.data.bag_streams import Bag, Stream, message_error
 from sim2real.data.config import RosbagOptions
 from sim2real.data.episode import DatasetError
@@ -124,18 +124,22 @@ class BagActions:
     # ---- from the next measured state -----------------------------------------------------------
     def from_next_state(self, qpos: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Actions [T] taking each next measured joint state qpos[k + 1] as the target from qpos[k]."""
-        n = len(self.arm_joints)
-        fingers = qpos[:, n:].mean(axis=1)
-        raw = self._convert(qpos[:-1], qpos[1:, :n], fingers[1:], float(fingers[0]))
-        raw[:, :-1] /= self.options.next_state_gain
+        raw = next_state_actions(self.contract.control_mode, qpos, len(self.arm_joints), self.model, self.scales,
+                                 self.options.next_state_gain, self._binary())
         return raw, {"action_source": "next_state"}
+
+    def _binary(self) -> tuple[float, float] | None:
+        """The gripper joints' mean (closed, open) limits for the binary reading; None for linear."""
+        if self.options.gripper != "binary":
+            return None
+        limits = list(self.model.gripper_limits.values())
+        return float(np.mean([g.lower for g in limits])), float(np.mean([g.upper for g in limits]))
 
     def _convert(self, qpos: np.ndarray, arm: np.ndarray, finger: np.ndarray, before: float) -> np.ndarray:
         raw = targets_to_actions(self.contract.control_mode, qpos, arm, finger, self.model, self.scales)
-        if self.options.gripper == "binary":
-            limits = list(self.model.gripper_limits.values())
-            lower, upper = np.mean([g.lower for g in limits]), np.mean([g.upper for g in limits])
-            raw[:, -1] = binary_gripper_actions(finger, before, float(lower), float(upper))
+        binary = self._binary()
+        if binary is not None:
+            raw[:, -1] = binary_gripper_actions(finger, before, *binary)
         return raw
 
 

@@ -43,7 +43,7 @@ import torch
 
 from sim2real.robot.kinematics import KinematicChain
 from sim2real.contract import Contract
-from sim2real.data.actions import binary_gripper_actions, clip_actions, targets_to_actions
+from sim2real.data.actions import clip_actions, next_state_actions, targets_to_actions
 from sim2real.data.config import ACTION_KINDS, LeRobotOptions, Part
 from sim2real.data.episode import DatasetError, Episode
 from sim2real.data.joint_units import DatasetArm, check_derive, joint_targets
@@ -247,15 +247,11 @@ def _next_state_actions(obs: dict[str, torch.Tensor], contract: Contract, arm: D
     the rosbag reader's actions_from: next_state, sim2real/data/bag_actions.py)."""
     if "qpos" not in obs:
         raise DatasetError(f"{where}: action_kind next_state needs qpos in the contract")
-    q = obs["qpos"].double().numpy()
-    dof, scales = arm.joints.dof, arm.joints.scales
-    fingers = q[:, dof:].mean(axis=1)
+    scales = arm.joints.scales
     model = arm.chain() if contract.control_mode == "pd_ee_delta_pos" else None
-    raw = targets_to_actions(contract.control_mode, q[:-1], q[1:, :dof], fingers[1:], model, scales)
-    raw[:, :-1] /= options.next_state_gain
     closed, opened = sorted((scales.finger_closed, scales.finger_open))
-    raw[:, -1] = binary_gripper_actions(fingers[1:], float(fingers[0]), closed, opened)
-    return raw
+    return next_state_actions(contract.control_mode, obs["qpos"].double().numpy(), arm.joints.dof, model, scales,
+                              options.next_state_gain, (closed, opened))
 
 
 def read_lerobot(root: str | os.PathLike, contract: Contract, options: LeRobotOptions,

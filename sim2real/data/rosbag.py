@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from sim2real.ros import messages as m
 from sim2real.robot.description import load_arm
 from sim2real.robot.kinematics import KinematicChain
 from sim2real.ros.frames import FrameGraph, Frames, base_in_task_matrix, base_in_task_or_default

@@ -32,9 +32,9 @@ from pytransform3d.transform_manager import TransformManager
 
 from sim2real.robot.rotations import matrix_to_quat
 from sim2real.ros import messages as m
+from sim2real.ros.messages import TF_MESSAGE
 from tasks.layout import ROBOT_BASE_POS, arm_setup
 
-TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 TRANSFORM_STAMPED = "geometry_msgs/msg/TransformStamped"
 # How long a moving edge's history is kept (s): tf2's default buffer length.
 HISTORY_S = 10.0
@@ -64,11 +64,6 @@ def quat_wxyz_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
     ])
-
-
-def matrix_to_quat_wxyz(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrix [3, 3] -> unit quaternion (w, x, y, z) with w >= 0."""
-    return matrix_to_quat(np.asarray(rot, dtype=np.float64))
 
 
 def pose_matrix(position: Sequence[float], quat_xyzw: Sequence[float] = (0.0, 0.0, 0.0, 1.0)) -> np.ndarray:
@@ -114,7 +109,7 @@ def base_in_task_or_default(values: Sequence[float], arm: str, where: str = "bas
 def transform_stamped(parent: str, child: str, matrix: np.ndarray, stamp: float | Any | None = None) -> Any:
     """A geometry_msgs/TransformStamped of `child`'s pose `matrix` [4, 4] in `parent`."""
     mat = np.asarray(matrix, dtype=np.float64)
-    w, x, y, z = matrix_to_quat_wxyz(mat[:3, :3])
+    w, x, y, z = matrix_to_quat(mat[:3, :3])
     t = m.TYPESTORE.types
     return t[TRANSFORM_STAMPED](
         header=m.header(parent, stamp), child_frame_id=child,

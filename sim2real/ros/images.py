@@ -2,6 +2,7 @@
 
 - `decode_image` turns the payload of a sensor_msgs/Image (rgb8, bgr8, mono8) or
   CompressedImage (jpeg, png) into an RGB array, the channel order the policies were trained on.
+- `decode_image_msg` does it for a whole Image or CompressedImage message.
 - `crop_resize` cuts and scales a frame to the task contract's `rgb` feature: uint8 [3, H, W].
 
 Below the data readers and the bridge alike: both turn recorded or live frames into images here.
@@ -9,8 +10,12 @@ Below the data readers and the bridge alike: both turn recorded or live frames i
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
+
+from sim2real.ros import messages as m
 
 RAW_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
@@ -54,6 +59,13 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, encoding: st
     if fmt == "bgr8":
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+
+
+def decode_image_msg(msg: Any) -> np.ndarray:
+    """A sensor_msgs/Image or CompressedImage as RGB uint8 [H, W, 3] (ValueError if it cannot be)."""
+    if m.type_of(msg) == m.COMPRESSED_IMAGE:
+        return decode_image(msg.data, msg.format)
+    return decode_image(msg.data, msg.encoding, msg.height, msg.width, msg.step)
 
 
 def crop_resize(frame: np.ndarray, size: int | tuple[int, int],

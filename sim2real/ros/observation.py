@@ -23,15 +23,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from sim2real.ros import messages as m
 from sim2real.robot.arm_model import ARM_JOINT_NAMES, FINGER_JOINT_NAMES
 from sim2real.robot.kinematics import KinematicChain
-from sim2real.ros.frames import Frames, matrix_to_quat_wxyz, quat_wxyz_multiply
-from sim2real.ros.images import crop_resize, decode_image
+from sim2real.robot.rotations import matrix_to_quat
+from sim2real.ros.frames import Frames, quat_wxyz_multiply
+from sim2real.ros.images import crop_resize, decode_image_msg
 from sim2real.contract import Contract, ContractMismatch
 from tasks.layout import ROBOT_BASE_POS
 
@@ -220,7 +220,7 @@ class ObservationAssembler:
         position = to_task[:3, :3] @ position + to_task[:3, 3]
         # Composed as quaternions, not through a matrix, so the sign the sender chose survives
         # (an identity frame change returns the published quaternion exactly).
-        wxyz = quat_wxyz_multiply(matrix_to_quat_wxyz(to_task[:3, :3]),
+        wxyz = quat_wxyz_multiply(matrix_to_quat(to_task[:3, :3]),
                                   np.array([xyzw[3], xyzw[0], xyzw[1], xyzw[2]]) / norm)
         return self._store("obj_pose", np.concatenate([position, wxyz]), stamp, now)
 
@@ -253,13 +253,7 @@ class ObservationAssembler:
         if shape is None:
             return []
         try:
-            image_msg: Any = msg
-            if m.type_of(msg) == m.COMPRESSED_IMAGE:
-                frame = decode_image(image_msg.data, image_msg.format)
-            else:
-                frame = decode_image(image_msg.data, image_msg.encoding, image_msg.height, image_msg.width,
-                                     image_msg.step)
-            image = crop_resize(frame, (shape[1], shape[2]), self.image_crop)
+            image = crop_resize(decode_image_msg(msg), (shape[1], shape[2]), self.image_crop)
         except ValueError as exc:
             return [f"camera frame: {exc}"]
         return self._store("rgb", image, m.stamp_to_seconds(msg.header.stamp), now)  # type: ignore[attr-defined]
