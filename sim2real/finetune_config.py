@@ -55,6 +55,12 @@ class FinetuneConfig:
             last weights are kept).
         select_every: updates between held-out checks (the first is before any update).
         patience: stop after this many checks in a row without a better held-out score (0: never).
+        interpolate: the kept model is this blend of the finetuned weights with the starting
+            (pretrained) ones, parameter by parameter: 1 keeps the finetuned weights, 0 the
+            pretrained. Weight-space blending keeps much of what finetuning gained near the
+            demos and of the pretrained model's behaviour where they do not reach (robust
+            finetuning, WiSE-FT). Ignored with scratch=true. Why 0.5 by default: README's
+            transfer benchmark section.
         sim_demos: share of every expert half drawn from the sim demos the pretrained
             checkpoint records (`extra["demos"]`), the rest from the target demos: an anchor
             against forgetting what pretraining learnt where the few target demos do not reach.
@@ -93,6 +99,7 @@ class FinetuneConfig:
     holdout: float = 0.2
     select_every: int = 50
     patience: int = 4
+    interpolate: float = 0.5
     sim_demos: Optional[float] = None
     state_std_floor: float = STATE_STD_FLOOR
     out_dir: str = ""

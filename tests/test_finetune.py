@@ -371,3 +371,22 @@ def test_sim_demos_by_default_when_the_pretrainings_are_at_hand(tmp_path, pretra
     assert any("sim_demos: target demos only (" in line and "no_demos.pt records no sim demos" in line for line in said)
     assert Finetuner(small(tmp_path, pretrained, target_demos, holdout=0, sim_demos=0.0),
                      say=said.append).sim_expert is None  # 0 given: target demos only
+
+
+def test_interpolate_blends_the_finetuned_weights_with_the_pretrained_ones(tmp_path, pretrained, target_demos):
+    """interpolate=w keeps w x finetuned + (1 - w) x pretrained for every weight; 0 is the
+    pretrained model, 1 (the default) the finetuned one."""
+    before = load_checkpoint(pretrained).model_state
+    runs = {}
+    for w in (1.0, 0.5, 0.0):
+        cfg = small(tmp_path / str(w), pretrained, target_demos, steps=6, holdout=0, interpolate=w)
+        cfg.agent.lr = 1e-2
+        runs[w] = load_checkpoint(finetune(cfg).checkpoint).model_state
+    moved = [k for k, v in runs[1.0].items() if v.is_floating_point() and not k.startswith("_encoder.state_")
+             and not torch.allclose(v, before[k])]
+    assert moved
+    for k in moved:
+        assert torch.allclose(runs[0.0][k], before[k])
+        assert torch.allclose(runs[0.5][k], (runs[1.0][k] + before[k]) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="interpolate=1.5"):
+        Finetuner(small(tmp_path, pretrained, target_demos, interpolate=1.5), say=lambda _: None)
