@@ -66,7 +66,7 @@ from sim2real.planner import discount_from_episode_length
 from sim2real.preflight import LOG_MARGIN_BYTES, check_output_dir, checkpoint_bytes, fmt_bytes
 from sim2real.csv_log import CsvLog
 from sim2real.pretrain import state_statistics
-from sim2real.selection import Selection
+from sim2real.selection import Selection, snapshot
 from sim2real.world_model import WorldModel
 
 @dataclass
@@ -191,6 +191,8 @@ class Finetuner:
     def __init__(self, cfg: FinetuneConfig, say: Callable[[str], None] = print) -> None:
         if cfg.behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour={cfg.behaviour!r}: expected one of {list(BEHAVIOURS)}")
+        if not 0.0 <= cfg.interpolate <= 1.0:
+            raise ValueError(f"interpolate={cfg.interpolate}: expected a weight in [0, 1] (1: the finetuned weights)")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         start = load_start(cfg, self.device)
@@ -222,10 +224,8 @@ class Finetuner:
         self.agent = Agent(start.model, start.objective, start.contract, cfg.agent, cfg.planner, self.discount,
                            frozen=cfg.freeze)
         self.updates = 0
-        if not 0.0 <= cfg.interpolate <= 1.0:
-            raise ValueError(f"interpolate={cfg.interpolate}: expected a weight in [0, 1] (1: the finetuned weights)")
         # The weights finetuning starts from (normalisation floored), for `interpolate`.
-        self.initial = None if cfg.scratch or cfg.interpolate == 1.0 else _weights(start.model, start.objective)
+        self.initial = None if cfg.scratch or cfg.interpolate == 1.0 else snapshot(start.model, start.objective)
 
     def _sim_share(self, say: Callable[[str], None]) -> float:
         """The share of sim demos in every expert half: `sim_demos`, or its automatic choice."""
@@ -284,10 +284,10 @@ class Finetuner:
         if self.initial is None:
             return
         w = self.cfg.interpolate
-        for module, start in zip((self.start.model, self.start.objective), self.initial):
-            state = module.state_dict()
+        for name, module in (("model", self.start.model), ("objective", self.start.objective)):
+            start = self.initial[name]
             module.load_state_dict({k: torch.lerp(start[k], v, w) if v.is_floating_point() else v
-                                    for k, v in state.items()})
+                                    for k, v in module.state_dict().items()})
 
     def checkpoint(self, history: list[FinetuneEval]) -> Checkpoint:
         """The finetuned model with what `load_policy` needs and where it came from."""
@@ -301,10 +301,6 @@ class Finetuner:
         if start.task is not None:
             extra["task"] = start.task.name
         return make_checkpoint(self.agent.model, start.contract, extra)
-
-
-def _weights(model: WorldModel, objective: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    return tuple({k: v.detach().clone() for k, v in m.state_dict().items()} for m in (model, objective))
 
 
 def finetune(cfg: FinetuneConfig, on_eval: Callable[[FinetuneEval], None] | None = None) -> FinetuneRun:

@@ -32,6 +32,12 @@ def heldout_action_mse(model: WorldModel, contract: Contract, episodes: list[Epi
     return total / max(count, 1)
 
 
+def snapshot(model: WorldModel, objective: Any) -> dict[str, dict[str, torch.Tensor]]:
+    """Detached copies of the model's and objective's weights ({"model": ..., "objective": ...})."""
+    return {name: {k: v.detach().clone() for k, v in m.state_dict().items()}
+            for name, m in (("model", model), ("objective", objective))}
+
+
 class Selection:
     """Keeps the best held-out weights seen so far (model and objective) and says when to stop."""
 
@@ -46,8 +52,7 @@ class Selection:
         self.scores.append((step, score))
         if score < self.best_score:
             self.best_score, self.best_step, self.stale = score, step, 0
-            self._best = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                          "objective": {k: v.detach().clone() for k, v in objective.state_dict().items()}}
+            self._best = snapshot(model, objective)
         else:
             self.stale += 1
         return score

@@ -375,7 +375,7 @@ def test_sim_demos_by_default_when_the_pretrainings_are_at_hand(tmp_path, pretra
 
 def test_interpolate_blends_the_finetuned_weights_with_the_pretrained_ones(tmp_path, pretrained, target_demos):
     """interpolate=w keeps w x finetuned + (1 - w) x pretrained for every weight; 0 is the
-    pretrained model, 1 (the default) the finetuned one."""
+    pretrained model, 1 the finetuned one (the default is 0.5)."""
     before = load_checkpoint(pretrained).model_state
     runs = {}
     for w in (1.0, 0.5, 0.0):
